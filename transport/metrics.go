@@ -1,0 +1,50 @@
+package transport
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the transport's Prometheus collectors. They are always kept;
+// they are registered only when Options.Metrics is set.
+type metrics struct {
+	msgsIn, msgsOut   prometheus.Counter
+	bytesIn, bytesOut prometheus.Counter
+	queued            prometheus.Gauge
+	attempts          prometheus.Counter
+	giveUps           *prometheus.CounterVec
+	oversize          prometheus.Counter
+	handshakeFailures prometheus.Counter
+	peersFunc         func() map[State]int
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		msgsIn:            prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_messages_received_total", Help: "Application frames received."}),
+		msgsOut:           prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_messages_sent_total", Help: "Application frames written."}),
+		bytesIn:           prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_bytes_received_total", Help: "Application payload bytes received."}),
+		bytesOut:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_bytes_sent_total", Help: "Application payload bytes written."}),
+		queued:            prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocapnet_transport_queued_messages", Help: "Messages queued for unreachable peers."}),
+		attempts:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_connection_attempts_total", Help: "Connection and reconnection attempts."}),
+		giveUps:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocapnet_transport_giveups_total", Help: "Give-up events by reason."}, []string{"reason"}),
+		oversize:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_oversize_frames_total", Help: "Inbound frames over the size limit (the channel was closed)."}),
+		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_handshake_failures_total", Help: "Failed or rejected handshakes."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.queued, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
+	}
+	return m
+}
+
+var peersDesc = prometheus.NewDesc("ocapnet_transport_peers", "Known peers by connection state.", []string{"state"}, nil)
+
+// Describe and Collect make metrics a collector of the per-state peer
+// counts, read from the peer table at scrape time.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) { ch <- peersDesc }
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	if m.peersFunc == nil {
+		return
+	}
+	counts := m.peersFunc()
+	for s := StateIdle; s <= StateGaveUp; s++ {
+		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(counts[s]), s.String())
+	}
+}
