@@ -20,7 +20,7 @@ func testLogger() *slog.Logger {
 	if os.Getenv("TRANSPORT_DEBUG") == "" {
 		return nil
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug - 4}))
 }
 
 func TestMain(m *testing.M) {
@@ -245,13 +245,6 @@ func waitMessages(t *testing.T, n *node, from peer.ID, want []string) {
 		return len(n.rec.messages(from)) >= len(want)
 	})
 	if got := n.rec.messages(from); !equalStrings(got, want) {
-		t.Fatalf("received %d messages %v…, want exactly %v… in order", len(got), head(got), head(want))
+		t.Fatalf("received %d messages, want exactly %d in order:\n got %v\nwant %v", len(got), len(want), got, want)
 	}
-}
-
-func head(s []string) []string {
-	if len(s) > 5 {
-		return s[:5]
-	}
-	return s
 }

@@ -59,6 +59,7 @@ func newHost(o *Options, relayAddrs []ma.Multiaddr) (host.Host, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.ConnectionGater(newGater(o.AllowedWSHosts, relayAddrs)),
 	}
+	opts = append(opts, o.hostOptions...)
 	if o.Metrics != nil {
 		opts = append(opts, libp2p.PrometheusRegisterer(o.Metrics))
 	} else {

@@ -170,8 +170,8 @@ type peerState struct {
 	features     []string
 	lastActive   time.Time
 	wake         chan struct{} // cuts a backoff wait short
-	draining     int           // replaced channels still read to their end
-	drained      chan struct{} // closed when draining drops to 0
+	gate         int           // losing channels still being drained + outbound handshakes in progress
+	gateChanged  chan struct{} // closed (and replaced) whenever the gate or a channel's loser flag changes
 	limiter      *rate.Limiter
 	deliverMu    sync.Mutex // held while OnMessage runs: one at a time per peer
 }
@@ -190,6 +190,7 @@ type channel struct {
 	features    []string
 	incarnation string
 	loser       bool // replaced by a simultaneous channel; read to its end (guarded by mu)
+	acked       bool // inbound: our handshakeAck is written, so the stream may be half-closed (guarded by mu)
 }
 
 // Start creates the libp2p host, starts listening, reserves on the relays
@@ -224,7 +225,7 @@ func Start(ctx context.Context, opts Options, h Handler) (*Transport, error) {
 		log:      opts.Logger,
 		self:     hst.ID(),
 		metrics:  newMetrics(opts.Metrics),
-		policy:   backoff.Policy{Base: opts.ReconnectBaseDelay, Max: opts.ReconnectMaxDelay},
+		policy:   backoff.Policy{Base: opts.ReconnectBaseDelay, Max: opts.ReconnectMaxDelay, Rand: opts.backoffRand},
 		ctx:      tctx,
 		cancel:   cancel,
 		stopDone: make(chan struct{}),
@@ -315,12 +316,13 @@ func (t *Transport) peerLocked(id peer.ID) *peerState {
 	if p == nil {
 		now := t.opts.Now()
 		p = &peerState{
-			id:         id,
-			sendSem:    make(chan struct{}, 1),
-			since:      now,
-			lastActive: now,
-			wake:       make(chan struct{}, 1),
-			limiter:    rate.NewLimiter(t.opts.InboundRate, t.opts.InboundBurst),
+			id:          id,
+			sendSem:     make(chan struct{}, 1),
+			since:       now,
+			lastActive:  now,
+			wake:        make(chan struct{}, 1),
+			gateChanged: make(chan struct{}),
+			limiter:     rate.NewLimiter(t.opts.InboundRate, t.opts.InboundBurst),
 		}
 		t.peers[id] = p
 	}
@@ -807,6 +809,14 @@ func (t *Transport) dial(p *peerState) error {
 		}
 		return err
 	}
+	t.mu.Lock()
+	t.gateCloseLocked(p)
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.gateReleaseLocked(p)
+		t.mu.Unlock()
+	}()
 	ch, err := t.handshakeOutbound(s, p)
 	if err != nil {
 		s.Reset()
@@ -817,7 +827,28 @@ func (t *Transport) dial(p *peerState) error {
 		s.Reset()
 		return err
 	}
-	return t.register(ch)
+	flush, err := t.register(ch)
+	if err != nil {
+		return err
+	}
+	t.finishRegistration(ch, flush)
+	return nil
+}
+
+// finishRegistration half-closes a channel that lost a simultaneous dial
+// (we will never write on it; the peer drains it) or flushes the queue on a
+// new registered channel.
+func (t *Transport) finishRegistration(ch *channel, flush bool) {
+	t.mu.Lock()
+	loser := ch.loser && ch.p.ch != ch
+	t.mu.Unlock()
+	if loser {
+		closeWrite(ch.s)
+		return
+	}
+	if flush {
+		t.flush(ch.p, ch)
+	}
 }
 
 func (t *Transport) handshakeOutbound(s network.Stream, p *peerState) (*channel, error) {
@@ -836,7 +867,7 @@ func (t *Transport) handshakeOutbound(s network.Stream, p *peerState) (*channel,
 		return nil, fmt.Errorf("%w: expected handshakeAck: %v", ErrHandshakeFailed, errOr(err, "got handshake"))
 	}
 	_ = s.SetDeadline(time.Time{})
-	return &channel{p: p, s: s, r: r, outbound: true, features: ack.Features, incarnation: ack.IncarnationID}, nil
+	return &channel{p: p, s: s, r: r, outbound: true, acked: true, features: ack.Features, incarnation: ack.IncarnationID}, nil
 }
 
 func errOr(err error, s string) any {
@@ -886,20 +917,22 @@ func (t *Transport) keepNew(old, nw *channel) bool {
 	return opener(nw) < opener(old)
 }
 
-// register makes ch p's channel (or a loser to be drained), starts its read
-// loop (outbound) and flushes the queue.
-func (t *Transport) register(ch *channel) error {
+// register makes ch p's channel (or a loser to be drained) and starts its
+// read loop if it is outbound. The caller then flushes the queue if flush is
+// true (after writing the handshakeAck, for an inbound channel), and
+// half-closes a losing channel once it has written what it must on it.
+func (t *Transport) register(ch *channel) (flush bool, err error) {
 	p := ch.p
 	t.mu.Lock()
 	if t.stopped {
 		t.mu.Unlock()
 		ch.s.Reset()
-		return ErrStopped
+		return false, ErrStopped
 	}
 	if p.closed {
 		t.mu.Unlock()
 		ch.s.Reset()
-		return fmt.Errorf("register %s: %w", p.id, ErrIntentionallyClosed)
+		return false, fmt.Errorf("register %s: %w", p.id, ErrIntentionallyClosed)
 	}
 	if prev := p.incarnation; prev != "" && prev != ch.incarnation {
 		if prev == "(restarted)" {
@@ -917,17 +950,26 @@ func (t *Transport) register(ch *channel) error {
 		p.closedByPeer = false // the closer dialled us again
 	}
 	old := p.ch
+	if old != nil {
+		t.log.Debug("two channels to one peer: keeping one", "peer", p.id, "keepNew", t.keepNew(old, ch), "newOutbound", ch.outbound, "new", ch.s.ID(), "old", old.s.ID())
+	} else {
+		t.log.Debug("channel registered", "peer", p.id, "stream", ch.s.ID(), "outbound", ch.outbound)
+	}
 	if old != nil && !t.keepNew(old, ch) {
 		ch.loser = true
-		t.drainStartLocked(p)
+		if ch.outbound {
+			p.dialing = false // the connector's dial ends here
+		}
+		t.gateCloseLocked(p)
 		t.mu.Unlock()
-		closeWrite(ch.s)
 		t.startReader(ch, ch.outbound) // inbound: the stream handler reads it
-		return nil
+		return false, nil
 	}
+	oldAcked := false
 	if old != nil {
 		old.loser = true
-		t.drainStartLocked(p)
+		oldAcked = old.acked
+		t.gateCloseLocked(p)
 	} else {
 		t.channels++
 	}
@@ -945,9 +987,11 @@ func (t *Transport) register(ch *channel) error {
 	t.setStateLocked(p, StateConnected)
 	t.mu.Unlock()
 	t.h.ConnManager().Protect(p.id, "ocapnet-channel")
-	if old != nil {
+	if old != nil && oldAcked {
 		// Stop writing to the replaced channel once any write in progress
 		// ends; its reader keeps delivering until the peer's end closes.
+		// (An inbound channel whose handshakeAck is not written yet is
+		// half-closed by its stream handler right after the ack.)
 		t.goTracked(func() {
 			p.sendSem <- struct{}{}
 			closeWrite(old.s)
@@ -955,10 +999,7 @@ func (t *Transport) register(ch *channel) error {
 		})
 	}
 	t.startReader(ch, ch.outbound)
-	if flushing {
-		t.flush(p, ch)
-	}
-	return nil
+	return flushing, nil
 }
 
 // startReader runs ch's read loop: in a new goroutine for outbound channels,
@@ -978,17 +1019,53 @@ func (t *Transport) startReader(ch *channel, spawn bool) {
 
 func closeWrite(s network.Stream) { _ = s.CloseWrite() }
 
-func (t *Transport) drainStartLocked(p *peerState) {
-	if p.draining == 0 {
-		p.drained = make(chan struct{})
-	}
-	p.draining++
+// The delivery gate keeps a peer's winning channel from delivering frames
+// while a losing channel may still hold older ones: while a loser is being
+// drained, and while one of our outbound handshakes is in progress (the peer
+// may already have registered that stream and written on it).
+func (t *Transport) gateCloseLocked(p *peerState) {
+	p.gate++
+	t.gateNotifyLocked(p)
 }
 
-func (t *Transport) drainEndLocked(p *peerState) {
-	p.draining--
-	if p.draining == 0 {
-		close(p.drained)
+func (t *Transport) gateReleaseLocked(p *peerState) {
+	p.gate--
+	t.gateNotifyLocked(p)
+}
+
+// gateNotifyLocked wakes every reader waiting at p's gate to re-check it.
+func (t *Transport) gateNotifyLocked(p *peerState) {
+	close(p.gateChanged)
+	p.gateChanged = make(chan struct{})
+}
+
+// waitGate blocks ch's reader while p's gate is closed, unless ch is (or
+// becomes) a losing channel, which delivers freely. The wait is bounded so
+// that a peer that never finishes a handshake or a drain cannot stall us.
+func (t *Transport) waitGate(ch *channel) {
+	p := ch.p
+	var deadline <-chan time.Time
+	for {
+		t.mu.Lock()
+		if ch.loser || p.gate == 0 {
+			t.mu.Unlock()
+			return
+		}
+		changed := p.gateChanged
+		t.mu.Unlock()
+		if deadline == nil {
+			timer := time.NewTimer(t.opts.HandshakeTimeout + drainWait)
+			defer timer.Stop()
+			deadline = timer.C
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.log.Warn("delivering without waiting for a replaced channel to drain", "peer", p.id)
+			return
+		case <-t.ctx.Done():
+			return
+		}
 	}
 }
 
@@ -1042,21 +1119,7 @@ func (t *Transport) readLoop(ch *channel) {
 			t.readEnded(ch, err)
 			return
 		}
-		t.mu.Lock()
-		var wait chan struct{}
-		if !ch.loser && p.draining > 0 {
-			wait = p.drained
-		}
-		t.mu.Unlock()
-		if wait != nil {
-			timer := time.NewTimer(drainWait)
-			select {
-			case <-wait:
-			case <-timer.C:
-			case <-t.ctx.Done():
-			}
-			timer.Stop()
-		}
+		t.waitGate(ch)
 		if err := p.limiter.Wait(t.ctx); err != nil {
 			t.readEnded(ch, ErrStopped)
 			return
@@ -1069,6 +1132,9 @@ func (t *Transport) readLoop(ch *channel) {
 			p.attempt = 0 // any successful read resets the backoff
 		}
 		t.mu.Unlock()
+		if t.log.Enabled(context.Background(), slog.LevelDebug-4) {
+			t.log.Log(context.Background(), slog.LevelDebug-4, "deliver", "peer", p.id, "stream", ch.s.ID(), "frame", string(frame))
+		}
 		if t.handler.OnMessage != nil {
 			p.deliverMu.Lock()
 			t.handler.OnMessage(p.id, frame)
@@ -1090,27 +1156,42 @@ func (t *Transport) readEnded(ch *channel, err error) {
 		t.log.Debug("channel read ended", "peer", p.id, "err", err)
 	}
 	t.mu.Lock()
+	t.log.Debug("read loop ended", "peer", p.id, "stream", ch.s.ID(), "loser", ch.loser, "err", err)
 	if ch.loser {
-		t.drainEndLocked(p)
+		t.gateReleaseLocked(p)
 		t.mu.Unlock()
-		ch.s.Close()
+		_ = ch.s.Close()
 		return
 	}
-	t.mu.Unlock()
 	if err == io.EOF {
-		err = fmt.Errorf("channel to %s closed by the peer", p.id)
+		// The peer closed its side cleanly. Close ours gracefully too
+		// (no reset): frames we already wrote must still reach it, for
+		// example when it stopped writing on a stream that lost a
+		// simultaneous dial before we learnt of the winner.
+		t.forgetChannelLocked(ch, fmt.Errorf("channel to %s closed by the peer", p.id))
+		t.mu.Unlock()
+		_ = ch.s.Close()
+		return
 	}
-	t.channelFailed(ch, err)
+	t.forgetChannelLocked(ch, err)
+	t.mu.Unlock()
+	_ = ch.s.Reset()
 }
 
 // channelFailed forgets ch (if it is still p's channel: a replaced channel
 // never tears down its successor, W9), resets its stream and reconnects if
 // there is something to deliver.
 func (t *Transport) channelFailed(ch *channel, err error) {
-	p := ch.p
-	ch.s.Reset()
+	_ = ch.s.Reset()
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.forgetChannelLocked(ch, err)
+	t.mu.Unlock()
+}
+
+// forgetChannelLocked unregisters ch if it is p's channel and starts a
+// reconnection when there is something to deliver.
+func (t *Transport) forgetChannelLocked(ch *channel, err error) {
+	p := ch.p
 	if p.ch != ch {
 		return
 	}
@@ -1188,22 +1269,33 @@ func (t *Transport) handleStream(s network.Stream) {
 		return
 	}
 	t.mu.Unlock()
-	ack := wire.EncodeHandshake(wire.Handshake{Ack: true, IncarnationID: t.opts.IncarnationID, Features: ourFeatures})
-	if err := wire.WriteFrame(s, ack); err != nil {
-		t.metrics.handshakeFailures.Inc()
-		s.Reset()
-		return
-	}
-	_ = s.SetDeadline(time.Time{})
 	ch := &channel{p: p, s: s, r: r, features: hs.Features, incarnation: hs.IncarnationID}
 	if err := t.afterHandshake(ch); err != nil {
 		t.log.Info("inbound channel rejected", "peer", id, "err", err)
 		s.Reset()
 		return
 	}
-	if err := t.register(ch); err != nil {
+	// Register (decide which of two simultaneous channels survives) before
+	// acknowledging: the dialler writes as soon as it has our ack, and its
+	// frames must find the channel already classified, or frames of the
+	// two channels could be delivered out of order.
+	flush, err := t.register(ch)
+	if err != nil {
 		return
 	}
+	ack := wire.EncodeHandshake(wire.Handshake{Ack: true, IncarnationID: t.opts.IncarnationID, Features: ourFeatures})
+	if err := wire.WriteFrame(s, ack); err != nil {
+		t.metrics.handshakeFailures.Inc()
+		t.log.Info("inbound handshake failed: writing handshakeAck", "peer", id, "err", err)
+		_ = s.Reset()
+		t.readLoop(ch) // ends at once; releases what the channel holds
+		return
+	}
+	_ = s.SetDeadline(time.Time{})
+	t.mu.Lock()
+	ch.acked = true
+	t.mu.Unlock()
+	t.finishRegistration(ch, flush)
 	t.readLoop(ch)
 }
 
@@ -1450,7 +1542,7 @@ func (t *Transport) cleanupLoop() {
 		t.mu.Lock()
 		for id, p := range t.peers {
 			if p.ch == nil && !p.dialing && len(p.queue) == 0 && !p.pinned && !p.wantDial && !p.closed &&
-				!p.closedByPeer && p.draining == 0 && now.Sub(p.lastActive) > t.opts.StalePeerTimeout {
+				!p.closedByPeer && p.gate == 0 && now.Sub(p.lastActive) > t.opts.StalePeerTimeout {
 				delete(t.peers, id)
 			}
 		}

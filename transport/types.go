@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
@@ -132,6 +133,10 @@ type Options struct {
 	// Now returns the wall-clock time. It exists so that tests can simulate
 	// a wall-clock jump (sleep and wake). Default time.Now.
 	Now func() time.Time
+
+	// Test hooks of this package's own tests.
+	hostOptions []libp2p.Option // extra go-libp2p options
+	backoffRand func() float64  // the jitter source
 }
 
 // Handler receives what the transport delivers to the layer above. Every
