@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
@@ -171,6 +172,7 @@ type peerState struct {
 	lastActive   time.Time
 	wake         chan struct{} // cuts a backoff wait short
 	gate         int           // losing channels still being drained + outbound handshakes in progress
+	gateN        atomic.Int32  // mirror of gate for the readers' lock-free fast path
 	gateChanged  chan struct{} // closed (and replaced) whenever the gate or a channel's loser flag changes
 	limiter      *rate.Limiter
 	deliverMu    sync.Mutex // held while OnMessage runs: one at a time per peer
@@ -191,6 +193,8 @@ type channel struct {
 	incarnation string
 	loser       bool // replaced by a simultaneous channel; read to its end (guarded by mu)
 	acked       bool // inbound: our handshakeAck is written, so the stream may be half-closed (guarded by mu)
+
+	writeDeadline time.Time // guarded by the peer's send semaphore
 }
 
 // Start creates the libp2p host, starts listening, reserves on the relays
@@ -547,23 +551,23 @@ func (t *Transport) enqueueLocked(p *peerState, msg []byte, queue bool) error {
 }
 
 // write writes one frame on ch within WriteTimeout. The caller holds the
-// peer's send semaphore.
+// peer's send semaphore (which also guards ch.writeDeadline). The stream's
+// write deadline is refreshed only when less than half of WriteTimeout is
+// left, so a write always has between WriteTimeout/2 and WriteTimeout, and
+// the hot path does not reset a timer per frame.
 func (t *Transport) write(ch *channel, msg []byte) error {
-	if err := ch.s.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout)); err != nil {
-		return fmt.Errorf("write to %s: %w", ch.p.id, err)
+	now := time.Now()
+	if ch.writeDeadline.Sub(now) < t.opts.WriteTimeout/2 {
+		ch.writeDeadline = now.Add(t.opts.WriteTimeout)
+		if err := ch.s.SetWriteDeadline(ch.writeDeadline); err != nil {
+			return fmt.Errorf("write to %s: %w", ch.p.id, err)
+		}
 	}
 	if err := wire.WriteFrame(ch.s, msg); err != nil {
 		return fmt.Errorf("write to %s: %w", ch.p.id, err)
 	}
 	t.metrics.msgsOut.Inc()
 	t.metrics.bytesOut.Add(float64(len(msg)))
-	t.mu.Lock()
-	p := ch.p
-	p.lastActive = t.opts.Now()
-	if p.attempt != 0 && p.ch == ch {
-		p.attempt = 0 // any successful write resets the backoff
-	}
-	t.mu.Unlock()
 	return nil
 }
 
@@ -1025,11 +1029,13 @@ func closeWrite(s network.Stream) { _ = s.CloseWrite() }
 // may already have registered that stream and written on it).
 func (t *Transport) gateCloseLocked(p *peerState) {
 	p.gate++
+	p.gateN.Store(int32(p.gate))
 	t.gateNotifyLocked(p)
 }
 
 func (t *Transport) gateReleaseLocked(p *peerState) {
 	p.gate--
+	p.gateN.Store(int32(p.gate))
 	t.gateNotifyLocked(p)
 }
 
@@ -1119,19 +1125,17 @@ func (t *Transport) readLoop(ch *channel) {
 			t.readEnded(ch, err)
 			return
 		}
-		t.waitGate(ch)
-		if err := p.limiter.Wait(t.ctx); err != nil {
-			t.readEnded(ch, ErrStopped)
-			return
+		if p.gateN.Load() != 0 {
+			t.waitGate(ch)
+		}
+		if !p.limiter.Allow() {
+			if err := p.limiter.Wait(t.ctx); err != nil {
+				t.readEnded(ch, ErrStopped)
+				return
+			}
 		}
 		t.metrics.msgsIn.Inc()
 		t.metrics.bytesIn.Add(float64(len(frame)))
-		t.mu.Lock()
-		p.lastActive = t.opts.Now()
-		if p.ch == ch {
-			p.attempt = 0 // any successful read resets the backoff
-		}
-		t.mu.Unlock()
 		if t.log.Enabled(context.Background(), slog.LevelDebug-4) {
 			t.log.Log(context.Background(), slog.LevelDebug-4, "deliver", "peer", p.id, "stream", ch.s.ID(), "frame", string(frame))
 		}
@@ -1197,6 +1201,7 @@ func (t *Transport) forgetChannelLocked(ch *channel, err error) {
 	}
 	p.ch = nil
 	p.flushing = false
+	p.lastActive = t.opts.Now()
 	t.channels--
 	t.h.ConnManager().Unprotect(p.id, "ocapnet-channel")
 	if err != nil && !errors.Is(err, ErrStopped) {
