@@ -276,6 +276,9 @@ func (t *Transport) goTracked(f func()) {
 	}()
 }
 
+// MaxMessageSize returns the largest message Send accepts, in bytes.
+func (t *Transport) MaxMessageSize() int { return t.opts.MaxMessageSize }
+
 // PeerID returns this node's peer ID.
 func (t *Transport) PeerID() peer.ID { return t.self }
 
@@ -634,7 +637,7 @@ func (t *Transport) connect(p *peerState) {
 		attempt := p.attempt
 		var wait time.Duration
 		switch {
-		case p.failed:
+		case p.failed && attempt > 1:
 			wait = t.policy.Delay(failedRetryAttemp)
 		case attempt > 1:
 			wait = t.policy.Delay(attempt - 1)
@@ -1422,6 +1425,24 @@ func (t *Transport) handleControl(s network.Stream) {
 	if ch != nil {
 		t.h.ConnManager().Unprotect(id, "ocapnet-channel")
 		_ = ch.s.Close()
+	}
+}
+
+// RestoreFailed marks p as failed since the given time, as a layer above
+// that persisted the state across a restart reports it: the peer is shown
+// as StateFailed and, after one immediate attempt when it has something to
+// deliver, retried at the backoff cap. A send, Reconnect or wake clears it.
+func (t *Transport) RestoreFailed(id peer.ID, since time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	p := t.peerLocked(id)
+	p.failed = true
+	if p.ch == nil {
+		t.setStateLocked(p, StateFailed)
+		p.since = since
 	}
 }
 
