@@ -67,7 +67,9 @@ func crashChild(role string) int {
 	}
 	fmt.Fprintln(os.Stdout, "ready")
 	if role == "receiver" {
-		select {}
+		for {
+			time.Sleep(time.Hour) // until killed
+		}
 	}
 	to, err := peer.AddrInfoFromString(os.Getenv(crashPeerEnv))
 	if err != nil {
@@ -95,7 +97,9 @@ func crashChild(role string) int {
 		for _, ps := range n.Peers() {
 			if ps.ID == to.ID && ps.Unacked == 0 {
 				fmt.Fprintf(os.Stdout, "acked %d\n", ps.Acked)
-				select {}
+				for {
+					time.Sleep(time.Hour) // until killed
+				}
 			}
 		}
 		time.Sleep(20 * time.Millisecond) // polling the node's own state

@@ -66,7 +66,8 @@ type outMsg struct {
 }
 
 type peerState struct {
-	id peer.ID
+	id  peer.ID
+	key string // id.String(), the store's key
 
 	sendMu sync.RWMutex // see the package comment
 
@@ -308,7 +309,7 @@ func (n *Node) resume(lastActive time.Time) error {
 func (n *Node) peerLocked(id peer.ID) *peerState {
 	p := n.peers[id]
 	if p == nil {
-		p = &peerState{id: id, pending: map[uint64]outMsg{}, room: make(chan struct{})}
+		p = &peerState{id: id, key: id.String(), pending: map[uint64]outMsg{}, room: make(chan struct{})}
 		n.peers[id] = p
 	}
 	return p
@@ -399,18 +400,21 @@ func (n *Node) Send(ctx context.Context, to peer.ID, method string, params json.
 
 	p.sendMu.RLock()
 	var seq uint64
+	key := p.key
+	rec := store.OutRecord{Method: method, Params: params, At: time.Now().Round(0).UTC()}
 	err := n.st.Update(func(tx *store.Tx) error {
-		rec, _, err := tx.Peer(to.String())
-		if err != nil {
-			return err
-		}
 		if len(hints) > 0 {
-			rec.Hints = mergeHints(rec.Hints, hints)
-			if err := tx.PutPeer(to.String(), rec); err != nil {
+			pr, _, err := tx.Peer(key)
+			if err != nil {
+				return err
+			}
+			pr.Hints = mergeHints(pr.Hints, hints)
+			if err := tx.PutPeer(key, pr); err != nil {
 				return err
 			}
 		}
-		seq, err = tx.AppendOut(to.String(), store.OutRecord{Method: method, Params: params, At: time.Now().Round(0).UTC()})
+		var err error
+		seq, err = tx.AppendOut(key, rec)
 		return err
 	})
 	n.mu.Lock()

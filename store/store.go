@@ -271,7 +271,7 @@ func (s *Store) commit(batch []*update) {
 					return err
 				}
 			}
-			return nil
+			return tx.flush()
 		})
 		if failed >= 0 {
 			close(batch[failed].done)

@@ -14,7 +14,33 @@ import (
 )
 
 // Tx is a transaction, read-only in View and read-write in Update.
-type Tx struct{ tx *bolt.Tx }
+//
+// Peer records are cached for the transaction and written once at commit,
+// so a batch of appends to one peer encodes its record once, not once per
+// message.
+type Tx struct {
+	tx    *bolt.Tx
+	peers map[string]*PeerRecord // cached records; nil entry: none stored
+	dirty map[string]bool
+}
+
+// flush writes the records changed in this transaction.
+func (t *Tx) flush() error {
+	for id := range t.dirty {
+		b, err := t.peerBucket(id, false)
+		if err != nil {
+			return err
+		}
+		if b == nil {
+			continue // forgotten after the change
+		}
+		if err := putJSON(b, keyPeerRecord, *t.peers[id]); err != nil {
+			return err
+		}
+	}
+	t.dirty = nil
+	return nil
+}
 
 var (
 	keyIdentity   = []byte("identity")
@@ -102,22 +128,47 @@ func (t *Tx) peerBucket(id string, create bool) (*bolt.Bucket, error) {
 
 // Peer returns a peer's record.
 func (t *Tx) Peer(id string) (PeerRecord, bool, error) {
+	if r, ok := t.peers[id]; ok {
+		if r == nil {
+			return PeerRecord{}, false, nil
+		}
+		return *r, true, nil
+	}
 	var r PeerRecord
 	b, err := t.peerBucket(id, false)
 	if b == nil || err != nil {
 		return r, false, err
 	}
 	ok, err := getJSON(b, keyPeerRecord, &r)
-	return r, ok, err
+	if err != nil {
+		return r, false, err
+	}
+	if t.peers == nil {
+		t.peers = map[string]*PeerRecord{}
+	}
+	if ok {
+		c := r
+		t.peers[id] = &c
+	} else {
+		t.peers[id] = nil
+	}
+	return r, ok, nil
 }
 
 // PutPeer stores a peer's record.
 func (t *Tx) PutPeer(id string, r PeerRecord) error {
-	b, err := t.peerBucket(id, true)
-	if err != nil {
+	if _, err := t.peerBucket(id, true); err != nil {
 		return err
 	}
-	return putJSON(b, keyPeerRecord, r)
+	if t.peers == nil {
+		t.peers, t.dirty = map[string]*PeerRecord{}, map[string]bool{}
+	}
+	if t.dirty == nil {
+		t.dirty = map[string]bool{}
+	}
+	t.peers[id] = &r
+	t.dirty[id] = true
+	return nil
 }
 
 // PeerIDs lists every stored peer.
@@ -132,6 +183,8 @@ func (t *Tx) PeerIDs() ([]string, error) {
 
 // ForgetPeer deletes everything stored about a peer.
 func (t *Tx) ForgetPeer(id string) error {
+	delete(t.peers, id)
+	delete(t.dirty, id)
 	err := t.tx.Bucket(bucketPeers).DeleteBucket([]byte(id))
 	if errors.Is(err, berrors.ErrBucketNotFound) {
 		return nil
