@@ -179,35 +179,45 @@ func Start(ctx context.Context, opts Options, h Handler) (*Node, error) {
 }
 
 func (n *Node) loadIdentity() (store.Identity, error) {
+	id, weak, err := LoadIdentity(n.st, n.opts.KeySeed, n.opts.Mnemonic)
+	if weak {
+		n.log.Warn("key seed is shorter than 64 hex digits: anyone can derive it")
+	}
+	return id, err
+}
+
+// LoadIdentity returns the identity stored in st, creating it on first use
+// from seedHex, mnemonic (at most one) or a random seed, with a fresh
+// incarnation ID. A seed or mnemonic that gives a different key than the
+// stored one is refused with ErrIdentityMismatch. weak reports a seed shorter
+// than 64 hex digits. The relay command uses it too.
+func LoadIdentity(st *store.Store, seedHex, mnemonic string) (id store.Identity, weak bool, err error) {
 	var want *identity.Seed
 	switch {
-	case n.opts.KeySeed != "" && n.opts.Mnemonic != "":
-		return store.Identity{}, errors.New("node: give KeySeed or Mnemonic, not both")
-	case n.opts.KeySeed != "":
-		s, err := identity.ParseSeedHex(n.opts.KeySeed)
+	case seedHex != "" && mnemonic != "":
+		return id, false, errors.New("give a key seed or a mnemonic, not both")
+	case seedHex != "":
+		s, err := identity.ParseSeedHex(seedHex)
 		if err != nil {
-			return store.Identity{}, err
+			return id, false, err
 		}
-		if identity.IsWeakSeedHex(n.opts.KeySeed) {
-			n.log.Warn("key seed is shorter than 64 hex digits: anyone can derive it")
-		}
+		weak = identity.IsWeakSeedHex(seedHex)
 		want = &s
-	case n.opts.Mnemonic != "":
-		s, err := identity.SeedFromMnemonic(n.opts.Mnemonic)
+	case mnemonic != "":
+		s, err := identity.SeedFromMnemonic(mnemonic)
 		if err != nil {
-			return store.Identity{}, err
+			return id, false, err
 		}
 		want = &s
 	}
-	var id store.Identity
-	err := n.st.Update(func(tx *store.Tx) error {
+	err = st.Update(func(tx *store.Tx) error {
 		cur, ok, err := tx.Identity()
 		if err != nil {
 			return err
 		}
 		if ok {
 			if want != nil && cur.KeySeed != want.Hex() {
-				return fmt.Errorf("%w: %s holds peer %s", ErrIdentityMismatch, n.st.Dir(), cur.PeerID)
+				return fmt.Errorf("%w: %s holds peer %s, the given key is peer %s", ErrIdentityMismatch, st.Dir(), cur.PeerID, want.PeerID())
 			}
 			id = cur
 			return nil
@@ -223,7 +233,7 @@ func (n *Node) loadIdentity() (store.Identity, error) {
 		id = store.Identity{KeySeed: seed.Hex(), PeerID: seed.PeerID().String(), IncarnationID: identity.NewIncarnationID()}
 		return tx.SetIdentity(id)
 	})
-	return id, err
+	return id, weak, err
 }
 
 // resume loads every stored peer, dials those with pending messages and
