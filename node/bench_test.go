@@ -108,10 +108,11 @@ func BenchmarkRawBoltBatch64(b *testing.B) {
 func BenchmarkEndToEnd(b *testing.B) {
 	var got atomic.Int64
 	done := make(chan struct{})
-	recv, err := Start(context.Background(), fastOptions(b.TempDir()), Handler{OnMessage: func(Message) {
+	recv, err := Start(context.Background(), fastOptions(b.TempDir()), Handler{OnMessage: func(Message) error {
 		if got.Add(1) == int64(b.N) {
 			close(done)
 		}
+		return nil
 	}})
 	if err != nil {
 		b.Fatal(err)

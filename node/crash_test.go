@@ -51,14 +51,15 @@ func crashChild(role string) int {
 		},
 	}
 	var out sync.Mutex
-	h := Handler{OnMessage: func(m Message) {
+	h := Handler{OnMessage: func(m Message) error {
 		r := 0
 		if m.Redelivery {
 			r = 1
 		}
 		out.Lock()
-		fmt.Fprintf(os.Stdout, "recv %d %s %d\n", m.Seq, m.Params, r)
-		out.Unlock()
+		defer out.Unlock()
+		_, err := fmt.Fprintf(os.Stdout, "recv %d %s %d\n", m.Seq, m.Params, r)
+		return err
 	}}
 	n, err := Start(context.Background(), opts, h)
 	if err != nil {

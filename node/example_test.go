@@ -22,7 +22,7 @@ func Example() {
 
 	got := make(chan node.Message, 1)
 	b, err := node.Start(ctx, node.Options{Dir: dirB, Transport: loopback}, node.Handler{
-		OnMessage: func(m node.Message) { got <- m },
+		OnMessage: func(m node.Message) error { got <- m; return nil },
 	})
 	if err != nil {
 		fmt.Println(err)

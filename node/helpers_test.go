@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -36,6 +37,7 @@ func testLogger() *slog.Logger {
 
 // recorder records what a node delivers.
 type recorder struct {
+	refuse func(Message) bool // set before traffic starts
 	mu     sync.Mutex
 	msgs   []Message
 	events []Event
@@ -43,10 +45,14 @@ type recorder struct {
 
 func (r *recorder) handler() Handler {
 	return Handler{
-		OnMessage: func(m Message) {
+		OnMessage: func(m Message) error {
 			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.refuse != nil && r.refuse(m) {
+				return errors.New("refused by the test")
+			}
 			r.msgs = append(r.msgs, m)
-			r.mu.Unlock()
+			return nil
 		},
 		OnEvent: func(e Event) {
 			r.mu.Lock()

@@ -45,6 +45,11 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 		n.scheduleAckLocked(p)
 		n.mu.Unlock()
 		return
+	case e.Seq > expected && p.refused == expected:
+		// Our handler refused the expected message: this is not evidence
+		// of a sender that skipped it.
+		n.mu.Unlock()
+		return
 	case e.Seq > expected:
 		if p.gapExpected == expected && p.gapSeq == e.Seq {
 			p.gapCount++
@@ -88,9 +93,16 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 		n.mu.Unlock()
 	}
 	if n.h.OnMessage != nil {
-		n.h.OnMessage(Message{From: from, Seq: e.Seq, Method: e.Method, Params: e.Params, Redelivery: redelivery})
+		if err := n.h.OnMessage(Message{From: from, Seq: e.Seq, Method: e.Method, Params: e.Params, Redelivery: redelivery}); err != nil {
+			n.log.Warn("handler refused a message; it will be offered again", "peer", from, "seq", e.Seq, "err", err)
+			n.mu.Lock()
+			p.refused = e.Seq
+			n.mu.Unlock()
+			return
+		}
 	}
 	n.mu.Lock()
+	p.refused = 0
 	p.delivered = max(p.delivered, e.Seq)
 	n.scheduleAckLocked(p)
 	n.mu.Unlock()

@@ -102,6 +102,7 @@ type peerState struct {
 	gapExpected uint64
 	gapSeq      uint64
 	gapCount    int
+	refused     uint64 // a seq the handler refused (0: none)
 	incarnation string
 	lastActive  time.Time
 }

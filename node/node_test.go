@@ -199,6 +199,9 @@ func TestCloseParksThenResend(t *testing.T) {
 	if !errors.Is(g.Reason, transport.ErrIntentionallyClosed) || len(g.Messages) != 3 || g.Messages[0].Seq != 2 || string(g.Messages[2].Params) != "[4]" {
 		t.Fatalf("give-up: %+v", g)
 	}
+	if parked, err := a.Parked(bid); err != nil || len(parked) != 3 || parked[0].Seq != 2 {
+		t.Fatalf("Parked: %+v %v", parked, err)
+	}
 	if _, err := a.Send(ctx, bid, "m", param(5)); !errors.Is(err, transport.ErrIntentionallyClosed) {
 		t.Fatalf("send after close: %v", err)
 	}
@@ -442,5 +445,37 @@ func TestDataDirPermissions(t *testing.T) {
 	fi, err := os.Stat(dir)
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("data directory mode %v %v", fi.Mode(), err)
+	}
+}
+
+// A handler that refuses a message gets it again (the sender's
+// retransmission), with nothing after it delivered first and no gap
+// accepted in between.
+func TestRefusedMessageOfferedAgain(t *testing.T) {
+	a := start(t, fastOptions(t.TempDir()))
+	rec := &recorder{}
+	refusals := 0
+	rec.refuse = func(m Message) bool {
+		if string(m.Params) == "[2]" && refusals < 1 {
+			refusals++
+			return true
+		}
+		return false
+	}
+	bn, err := Start(context.Background(), fastOptions(t.TempDir()), rec.handler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(t, bn) })
+	b := &testNode{Node: bn, rec: rec}
+	for i := 1; i <= 10; i++ {
+		if _, err := a.Send(context.Background(), b.PeerID(), "m", param(i), b.addr(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "all delivered", func() bool { return countFrom(b.rec.messages(), a.PeerID()) == 10 })
+	checkInOrder(t, b.rec.messages(), a.PeerID(), 10)
+	if len(eventsOf[Gap](b.rec)) != 0 {
+		t.Fatal("a refused message was skipped as a gap")
 	}
 }

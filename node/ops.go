@@ -97,6 +97,26 @@ func (n *Node) resolveParked(id peer.ID, op func(*store.Tx) ([]store.OutRecord, 
 	return len(rs), nil
 }
 
+// Parked returns a peer's parked messages (handed back in a GaveUp event and
+// waiting for Resend or Discard), in order.
+func (n *Node) Parked(id peer.ID) ([]Undelivered, error) {
+	var rs []store.OutRecord
+	err := n.st.View(func(tx *store.Tx) error {
+		all, err := tx.Out(id.String(), 0, 0)
+		for _, r := range all {
+			if r.Parked {
+				rs = append(rs, r)
+			}
+		}
+		return err
+	})
+	return undelivered(rs), err
+}
+
+// Store returns the node's data directory store (the peer daemon keeps its
+// event log there).
+func (n *Node) Store() *store.Store { return n.st }
+
 // Forget deletes everything stored about a peer and returns the messages
 // that were still undelivered (so nothing is lost silently). The peer's link
 // is closed first.

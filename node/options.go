@@ -158,8 +158,11 @@ type Message struct {
 type Handler struct {
 	// OnMessage is called for each message in order, one at a time per
 	// peer, from that peer's read loop (a slow handler slows that peer
-	// down, never drops). The message counts as delivered when it returns.
-	OnMessage func(Message)
+	// down, never drops). The message counts as delivered when it returns
+	// nil. An error refuses it: it is not acknowledged, nothing after it
+	// from that peer is delivered, and the sender's next retransmission
+	// offers it again.
+	OnMessage func(Message) error
 	// OnEvent receives events in order from one goroutine.
 	OnEvent func(Event)
 }

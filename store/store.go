@@ -30,7 +30,7 @@ import (
 const FileName = "ocapnet.db"
 
 // SchemaVersion is the layout version this code reads and writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	// ErrLocked: another process has the data directory open.
@@ -52,6 +52,8 @@ var (
 	bucketMeta  = []byte("meta")
 	bucketPeers = []byte("peers")
 	bucketOut   = []byte("out")
+	// bucketEvents is the peer daemon's durable event log (schema 2).
+	bucketEvents = []byte("events")
 
 	keySchema      = []byte("schema")
 	keyApplication = []byte("application")
@@ -96,6 +98,10 @@ var migrations = []func(*bolt.Tx) error{
 			}
 		}
 		return nil
+	},
+	1: func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketEvents)
+		return err
 	},
 }
 

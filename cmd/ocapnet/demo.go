@@ -33,13 +33,14 @@ type demoPeer struct {
 func (d *demoPeer) start(ctx context.Context, relayAddr string, timeouts transport.Options) error {
 	opts := node.Options{Dir: d.dir, Transport: timeouts}
 	opts.Transport.Relays = []string{relayAddr}
-	n, err := node.Start(ctx, opts, node.Handler{OnMessage: func(m node.Message) {
+	n, err := node.Start(ctx, opts, node.Handler{OnMessage: func(m node.Message) error {
 		var k []int
 		if json.Unmarshal(m.Params, &k) == nil && len(k) == 1 {
 			d.mu.Lock()
 			d.got[k[0]]++
 			d.mu.Unlock()
 		}
+		return nil
 	}})
 	d.n = n
 	return err

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ocapnet/ocapnet/daemon"
+	"github.com/ocapnet/ocapnet/identity"
+	"github.com/ocapnet/ocapnet/node"
+	"github.com/ocapnet/ocapnet/relay"
+	"github.com/ocapnet/ocapnet/transport"
+)
+
+func init() {
+	register("peer", command{
+		summary: "run a peer daemon (durable messaging) driven by JSON lines (--stdio) or an HTTP API (--api)",
+		run:     runPeer,
+	})
+}
+
+// stdin is the peer daemon's input; tests replace it.
+var stdin io.Reader = os.Stdin
+
+func runPeer(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("peer", stderr, "[--data DIR] [--seed HEX | --mnemonic WORDS] [--relay MA ...] [--listen MA ...] [--stdio] [--api ADDR]")
+	dir := fs.String("data", defaultDataDir("peer"), "data directory (identity, outbound log, delivery state); created if missing")
+	seedHex := fs.String("seed", "", "key seed of a new data directory (must match on later starts)")
+	mnemonic := fs.String("mnemonic", "", "BIP39 mnemonic of a new data directory (must match on later starts)")
+	var relays, listen, wsHosts listFlag
+	fs.Var(&relays, "relay", "relay multiaddr ending in /p2p/<relay ID> (repeatable); reserved at start and kept")
+	fs.Var(&listen, "listen", "listen multiaddr (repeatable); default ephemeral TCP and QUIC ports on all interfaces")
+	fs.Var(&wsHosts, "allow-ws-host", "host that may be dialled over plain ws:// besides private addresses (repeatable)")
+	stdio := fs.Bool("stdio", false, "read JSON-line requests on stdin and write JSON-line events on stdout")
+	api := fs.String("api", "", "serve the HTTP API on this address (loopback unless --api-allow-remote), e.g. 127.0.0.1:7070")
+	allowRemote := fs.Bool("api-allow-remote", false, "allow a non-loopback --api address")
+	insecure := fs.Bool("insecure-seed", false, "allow a seed shorter than 64 hex digits on non-loopback addresses")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error (logs go to stderr)")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "ocapnet peer: %v\n", err)
+		return 1
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return fail(err)
+	}
+	if *seedHex != "" && *mnemonic != "" {
+		fmt.Fprintln(stderr, "ocapnet peer: --seed and --mnemonic are mutually exclusive")
+		return 2
+	}
+	if *seedHex != "" && identity.IsWeakSeedHex(*seedHex) && !relay.IsLoopbackOnly(listen) && !*insecure {
+		return fail(fmt.Errorf("%w: refused unless every --listen address is loopback or --insecure-seed is given", relay.ErrWeakSeed))
+	}
+	transport.RouteLibp2pLogs(log.Handler())
+	opts := daemon.Options{
+		Node: node.Options{
+			Dir: *dir, KeySeed: *seedHex, Mnemonic: *mnemonic, Logger: log,
+			Transport: transport.Options{Relays: relays, ListenAddrs: listen, AllowedWSHosts: wsHosts},
+		},
+		API: *api, AllowRemote: *allowRemote, Logger: log,
+	}
+	if *stdio {
+		opts.Out = stdout
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d, err := daemon.Start(ctx, opts)
+	if err != nil {
+		return fail(err)
+	}
+	if err := d.WriteReady(stdout); err != nil {
+		log.Error("writing the ready line", "err", err)
+	}
+	if *stdio {
+		go func() {
+			if err := d.ServeStdio(ctx, stdin); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("reading stdin", "err", err)
+			}
+			log.Info("stdin closed; still running until SIGINT or SIGTERM")
+		}()
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	s := <-sig
+	log.Info("stopping", "signal", s.String())
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := d.Stop(sctx); err != nil {
+		return fail(err)
+	}
+	return 0
+}
