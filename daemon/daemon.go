@@ -20,6 +20,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ocapnet/ocapnet/node"
 	"github.com/ocapnet/ocapnet/transport"
@@ -74,7 +75,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		}
 		d.feed = newFeed()
 	}
-	d.reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.Node.Transport.Metrics = d.reg
 	if o.Node.Logger == nil {
 		o.Node.Logger = o.Logger
@@ -535,14 +536,6 @@ type lineWriter struct {
 	mu   sync.Mutex
 	w    io.Writer
 	gate chan struct{} // nil or closed: open
-}
-
-func (l *lineWriter) write(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return l.writeRaw(b)
 }
 
 func (l *lineWriter) writeRaw(b []byte) error {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ocapnet/ocapnet/identity"
@@ -97,7 +98,7 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 	var httpSrv *http.Server
 	if *httpAddr != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ocapnet_relay_connected_peers", Help: "Peers connected to the relay."},
 			func() float64 { return float64(len(srv.Host().Network().Peers())) }))
 		mux := http.NewServeMux()
