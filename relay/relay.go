@@ -9,6 +9,7 @@
 package relay
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +59,8 @@ type Options struct {
 	// /dns4/relay.example.com/tcp/9001/ws).
 	PublicIP string
 	Announce []string
+	// TLS, when set, is used for /tls/ws (WSS) listen addresses.
+	TLS *tls.Config
 	// Logger receives the relay's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -101,13 +104,17 @@ func Start(o Options) (*Server, error) {
 		}
 		return append(out, extra...)
 	}
+	var wsOpts []any
+	if o.TLS != nil {
+		wsOpts = append(wsOpts, ws.WithTLSConfig(o.TLS))
+	}
 	h, err := libp2p.New(
 		libp2p.Identity(o.KeySeed.PrivateKey()),
 		libp2p.AddrsFactory(factory),
 		libp2p.ListenAddrStrings(o.ListenAddrs...),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
-		libp2p.Transport(ws.New),
+		libp2p.Transport(ws.New, wsOpts...),
 		libp2p.Transport(webtransport.New),
 		libp2p.Transport(webrtc.New),
 		libp2p.DefaultSecurity,

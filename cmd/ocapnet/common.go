@@ -66,4 +66,5 @@ type readyLine struct {
 	Event  string   `json:"event"`
 	PeerID string   `json:"peerId"`
 	Addrs  []string `json:"addrs"`
+	HTTP   string   `json:"http,omitempty"`
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,8 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&announce, "announce", "extra multiaddr to announce (repeatable), e.g. /dns4/relay.example.com/tcp/9001/ws")
 	publicIP := fs.String("public-ip", "", "announce the listen ports on this public IPv4 address")
 	insecure := fs.Bool("insecure-seed", false, "allow a seed shorter than 64 hex digits on non-loopback addresses")
+	wssCert := fs.String("wss-cert", "", "TLS certificate file (PEM) for /tls/ws listen addresses")
+	wssKey := fs.String("wss-key", "", "TLS key file (PEM) for /tls/ws listen addresses")
 	httpAddr := fs.String("http", "", "serve /metrics and /healthz on this address (e.g. 127.0.0.1:9090)")
 	maxRes := fs.Int("max-reservations", 1024, "most reservations held at once (enforced, not signalled)")
 	maxResIP := fs.Int("max-reservations-per-ip", 8, "most reservations per IP address")
@@ -86,7 +89,18 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 			return fail(fmt.Errorf("--announce %q is not a multiaddr", a))
 		}
 	}
-	srv, err := relay.Start(relay.Options{
+	var tlsConf *tls.Config
+	if (*wssCert == "") != (*wssKey == "") {
+		return fail(errors.New("--wss-cert and --wss-key go together"))
+	}
+	if *wssCert != "" {
+		cert, err := tls.LoadX509KeyPair(*wssCert, *wssKey)
+		if err != nil {
+			return fail(fmt.Errorf("WSS certificate: %w", err))
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	srv, err := relay.Start(relay.Options{TLS: tlsConf,
 		KeySeed: seed, ListenAddrs: addrs, Announce: announce, PublicIP: *publicIP,
 		MaxReservations: *maxRes, MaxReservationsPerIP: *maxResIP, MaxCircuits: *maxCircuits, Logger: log,
 	})
@@ -96,6 +110,7 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 	defer srv.Stop()
 
 	var httpSrv *http.Server
+	httpListen := ""
 	if *httpAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -108,13 +123,14 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(fmt.Errorf("--http: %w", err))
 		}
+		httpListen = ln.Addr().String()
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go httpSrv.Serve(ln)
 		defer httpSrv.Close()
 	}
 
 	out := &lineWriter{w: stdout}
-	out.write(readyLine{Event: "ready", PeerID: srv.ID().String(), Addrs: srv.Addrs()})
+	out.write(readyLine{Event: "ready", PeerID: srv.ID().String(), Addrs: srv.Addrs(), HTTP: httpListen})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
