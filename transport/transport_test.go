@@ -161,6 +161,9 @@ func TestPeerRestartNewIncarnation(t *testing.T) {
 	waitFor(t, 10*time.Second, "PeerRestarted", func() bool {
 		return len(a.rec.eventsOf(func(e Event) bool { r, ok := e.(PeerRestarted); return ok && r.Current == "new-incarnation" })) == 1
 	})
+	// The give-up is pushed right after PeerRestarted; the recorder may see
+	// it a moment later.
+	waitFor(t, 5*time.Second, "give-up", func() bool { return len(a.rec.giveUps(b.PeerID())) > 0 })
 	g := a.rec.giveUps(b.PeerID())
 	if len(g) != 1 || !errors.Is(g[0].Reason, ErrPeerRestarted) || len(g[0].Messages) != 2 || string(g[0].Messages[0]) != "old-1" {
 		t.Fatalf("give-ups: %+v, want the two queued messages with ErrPeerRestarted", g)
