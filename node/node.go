@@ -86,6 +86,7 @@ type peerState struct {
 	failed        bool
 	pinned        bool
 	room          chan struct{} // closed when the window gains room
+	chGen         uint64        // generation of the channel the pump last wrote on
 	rtTimer       *time.Timer
 	rtGen         uint64 // identifies the armed rtTimer
 	rtRound       int
@@ -516,14 +517,28 @@ func (n *Node) pump(p *peerState) {
 			n.mu.Unlock()
 			return
 		}
-		seq, ack := p.next, p.stored
+		seq, ack, gen := p.next, p.stored, p.chGen
 		n.mu.Unlock()
 
 		frame, err := wire.EncodeEnvelope(wire.Envelope{Seq: seq, Ack: ack, Method: m.method, Params: m.params})
+		var wrote uint64
 		if err == nil {
-			err = n.tr.TrySend(n.ctx, p.id, frame)
+			wrote, err = n.tr.TrySendOn(n.ctx, p.id, frame, gen)
 		}
 		n.mu.Lock()
+		if errors.Is(err, transport.ErrChannelChanged) {
+			// The channel was replaced: what we wrote on the old one may
+			// never be read. Resend from the last acknowledgement on the
+			// new one before anything newer, so a receiver that accepts
+			// gaps (JavaScript kernels, W1) does not skip those messages.
+			p.chGen = wrote
+			p.next = max(p.acked, p.parkedTo) + 1
+			n.mu.Unlock()
+			continue
+		}
+		if err == nil {
+			p.chGen = wrote
+		}
 		if err != nil {
 			p.pumping = false
 			if errors.Is(err, transport.ErrNotConnected) {

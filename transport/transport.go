@@ -140,7 +140,8 @@ type Transport struct {
 	stopped  bool
 	stopDone chan struct{}
 	peers    map[peer.ID]*peerState
-	channels int // peers with a registered channel
+	channels int    // peers with a registered channel
+	gens     uint64 // channel generations handed out (guarded by mu)
 }
 
 // peerState is one peer's state. All fields but id and sendSem are guarded
@@ -191,8 +192,9 @@ type channel struct {
 	outbound    bool
 	features    []string
 	incarnation string
-	loser       bool // replaced by a simultaneous channel; read to its end (guarded by mu)
-	acked       bool // inbound: our handshakeAck is written, so the stream may be half-closed (guarded by mu)
+	loser       bool   // replaced by a simultaneous channel; read to its end (guarded by mu)
+	gen         uint64 // generation, unique per transport, set when registered (guarded by mu)
+	acked       bool   // inbound: our handshakeAck is written, so the stream may be half-closed (guarded by mu)
 
 	writeDeadline time.Time // guarded by the peer's send semaphore
 }
@@ -451,7 +453,8 @@ func (t *Transport) Send(ctx context.Context, id peer.ID, msg []byte, hints ...s
 	if err := t.checkHints(id, hints); err != nil {
 		return err
 	}
-	return t.send(ctx, id, msg, hints, true)
+	_, err := t.send(ctx, id, msg, hints, true, 0)
+	return err
 }
 
 // TrySend writes msg to p only if a channel is open and nothing is queued
@@ -459,23 +462,36 @@ func (t *Transport) Send(ctx context.Context, id peer.ID, msg []byte, hints ...s
 // connection attempt only if p is pinned). It is for a layer above that keeps
 // its own queue, such as package node's durable log.
 func (t *Transport) TrySend(ctx context.Context, id peer.ID, msg []byte) error {
-	if len(msg) > t.opts.MaxMessageSize {
-		return fmt.Errorf("send to %s: %w: %d bytes, limit %d", id, ErrMessageTooLarge, len(msg), t.opts.MaxMessageSize)
-	}
-	return t.send(ctx, id, msg, nil, false)
+	_, err := t.TrySendOn(ctx, id, msg, 0)
+	return err
 }
 
-func (t *Transport) send(ctx context.Context, id peer.ID, msg []byte, hints []string, queue bool) error {
+// TrySendOn is TrySend restricted to the peer's channel of generation gen
+// (0: whichever is open). It returns the generation of the channel it wrote
+// on, or, with ErrChannelChanged and without writing, the generation of the
+// channel that replaced gen's. A layer above that numbers its frames uses it
+// to notice a channel switch before writing on the new channel: frames it
+// wrote on the old one may never be read (a JavaScript peer closes a replaced
+// stream, and then accepts the gap), so it resends from its last
+// acknowledgement first.
+func (t *Transport) TrySendOn(ctx context.Context, id peer.ID, msg []byte, gen uint64) (uint64, error) {
+	if len(msg) > t.opts.MaxMessageSize {
+		return 0, fmt.Errorf("send to %s: %w: %d bytes, limit %d", id, ErrMessageTooLarge, len(msg), t.opts.MaxMessageSize)
+	}
+	return t.send(ctx, id, msg, nil, false, gen)
+}
+
+func (t *Transport) send(ctx context.Context, id peer.ID, msg []byte, hints []string, queue bool, gen uint64) (uint64, error) {
 	t.mu.Lock()
 	if t.stopped {
 		t.mu.Unlock()
-		return ErrStopped
+		return 0, ErrStopped
 	}
 	p := t.peerLocked(id)
 	t.addHintsLocked(p, hints)
 	if err := t.refuseLocked(p); err != nil {
 		t.mu.Unlock()
-		return err
+		return 0, err
 	}
 	if queue {
 		// An application send clears a failed or given-up state: the
@@ -486,31 +502,35 @@ func (t *Transport) send(ctx context.Context, id peer.ID, msg []byte, hints []st
 	if !direct {
 		err := t.enqueueLocked(p, msg, queue)
 		t.mu.Unlock()
-		return err
+		return 0, err
 	}
 	t.mu.Unlock()
 
 	select {
 	case p.sendSem <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	case <-t.ctx.Done():
-		return ErrStopped
+		return 0, ErrStopped
 	}
 	t.mu.Lock()
 	if err := t.refuseLocked(p); err != nil {
 		t.mu.Unlock()
 		<-p.sendSem
-		return err
+		return 0, err
 	}
 	if p.ch == nil || p.flushing || len(p.queue) > 0 {
 		err := t.enqueueLocked(p, msg, queue)
 		t.mu.Unlock()
 		<-p.sendSem
-		return err
+		return 0, err
 	}
 	ch := p.ch
 	t.mu.Unlock()
+	if gen != 0 && ch.gen != gen {
+		<-p.sendSem
+		return ch.gen, fmt.Errorf("send to %s: %w", id, ErrChannelChanged)
+	}
 	werr := t.write(ch, msg)
 	err := werr
 	if werr != nil && queue {
@@ -530,7 +550,7 @@ func (t *Transport) send(ctx context.Context, id peer.ID, msg []byte, hints []st
 	if werr != nil {
 		t.channelFailed(ch, werr)
 	}
-	return err
+	return ch.gen, err
 }
 
 // enqueueLocked queues msg for p (Send) or refuses (TrySend).
@@ -941,6 +961,8 @@ func (t *Transport) register(ch *channel) (flush bool, err error) {
 		ch.s.Reset()
 		return false, fmt.Errorf("register %s: %w", p.id, ErrIntentionallyClosed)
 	}
+	t.gens++
+	ch.gen = t.gens
 	if prev := p.incarnation; prev != "" && prev != ch.incarnation {
 		if prev == "(restarted)" {
 			prev = ""

@@ -338,3 +338,43 @@ func freePort(t *testing.T) int {
 	l.Close()
 	return port
 }
+
+// TrySendOn writes only on the channel generation it is given and reports
+// a replaced channel without writing.
+func TestTrySendOnGeneration(t *testing.T) {
+	a := startNode(t, nil)
+	bOpts := fastOptions(newSeed())
+	bOpts.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))}
+	b := startWith(t, bOpts)
+	a.SetPinned(b.PeerID(), true)
+	a.RegisterHints(b.PeerID(), b.addr(t))
+	ctx := context.Background()
+	var gen uint64
+	waitFor(t, 5*time.Second, "a channel", func() bool {
+		var err error
+		gen, err = a.TrySendOn(ctx, b.PeerID(), []byte("one"), 0)
+		return err == nil
+	})
+	if g, err := a.TrySendOn(ctx, b.PeerID(), []byte("two"), gen); err != nil || g != gen {
+		t.Fatalf("same generation: %d %v", g, err)
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	b2 := startWith(t, bOpts)
+	var now uint64
+	waitFor(t, 10*time.Second, "a new channel", func() bool {
+		g, err := a.TrySendOn(ctx, b.PeerID(), []byte("three"), gen)
+		now = g
+		return errors.Is(err, ErrChannelChanged)
+	})
+	if now == gen || now == 0 {
+		t.Fatalf("new generation %d (old %d)", now, gen)
+	}
+	if _, err := a.TrySendOn(ctx, b.PeerID(), []byte("four"), now); err != nil {
+		t.Fatal(err)
+	}
+	waitMessages(t, b2, a.PeerID(), []string{"four"})
+}

@@ -292,6 +292,8 @@ var (
 	ErrHandshakeFailed = errors.New("handshake failed")
 	// ErrNotConnected: TrySend found no open channel.
 	ErrNotConnected = errors.New("peer not connected")
+	// ErrChannelChanged: TrySendOn found the peer's channel replaced.
+	ErrChannelChanged = errors.New("peer's channel was replaced")
 	// ErrRetriesExhausted: MaxRetryAttempts reconnection attempts failed.
 	ErrRetriesExhausted = errors.New("reconnection attempts exhausted")
 	// ErrInvalidPeer: a peer ID or hint could not be parsed.
