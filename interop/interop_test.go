@@ -296,8 +296,8 @@ func TestBadFramesBothWays(t *testing.T) {
 		raw  []byte
 		want string
 	}{
-		{[]byte{0xff, 0xff, 0x7f}, "InvalidDataLength"},
-		{[]byte{0x80, 0x80, 0x80, 0x01}, "InvalidDataLengthLength"},
+		{[]byte{0xff, 0xff, 0x7f}, "InvalidDataLengthError"},
+		{[]byte{0x80, 0x80, 0x80, 0x01}, "InvalidDataLengthLengthError"},
 		{append([]byte{5}, "nonjs"...), "frameError"},
 	} {
 		s, err := h.NewStream(ctx, info.ID, wire.ProtocolID)
@@ -311,14 +311,12 @@ func TestBadFramesBothWays(t *testing.T) {
 			t.Fatalf("handshakeAck: %v", err)
 		}
 		s.Write(c.raw)
-		var ev map[string]any
 		if c.want == "frameError" {
-			ev = js.next("frameError", 10*time.Second)
-		} else {
-			ev = js.next("readError", 10*time.Second)
-			if !strings.HasPrefix(fmt.Sprint(ev["name"]), c.want) {
-				t.Errorf("JS read error %v, want %s", ev, c.want)
+			if ev := js.next("frameError", 10*time.Second); !strings.Contains(fmt.Sprint(ev["error"]), "JSON") {
+				t.Errorf("JS frame error %v, want a JSON parse error", ev)
 			}
+		} else if ev := js.next("readError", 10*time.Second); ev["name"] != c.want {
+			t.Errorf("JS read error %v, want %s", ev, c.want)
 		}
 		s.Reset()
 	}
