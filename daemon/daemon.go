@@ -382,6 +382,15 @@ func (d *Daemon) do(ctx context.Context, r request) (res any, after []any, err e
 			ID    json.RawMessage `json:"id,omitempty"`
 			Peers []peerStatus    `json:"peers"`
 		}{"peers", r.ID, d.peers()}, nil, nil
+	case "wake":
+		// What the wake detector does after a sleep: reset every backoff
+		// and cut waits short. A hook for tests and for hosts that learn
+		// about resume from the OS.
+		d.n.Transport().ResetBackoffs()
+		return struct {
+			Event string          `json:"event"`
+			ID    json.RawMessage `json:"id,omitempty"`
+		}{"woke", r.ID}, nil, nil
 	case "close", "reconnect", "parked", "resend", "discard", "forget":
 		p, err := parsePeer(r.Peer, "peer")
 		if err != nil {
@@ -392,7 +401,7 @@ func (d *Daemon) do(ctx context.Context, r request) (res any, after []any, err e
 	case "":
 		return nil, nil, badRequest(`"op" is required`)
 	default:
-		return nil, nil, badRequest("unknown op %q (send, close, reconnect, peers, parked, resend, discard, forget)", r.Op)
+		return nil, nil, badRequest("unknown op %q (send, close, reconnect, peers, parked, resend, discard, forget, wake)", r.Op)
 	}
 }
 

@@ -41,6 +41,9 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 	allowRemote := fs.Bool("api-allow-remote", false, "allow a non-loopback --api address")
 	insecure := fs.Bool("insecure-seed", false, "allow a seed shorter than 64 hex digits on non-loopback addresses")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error (logs go to stderr)")
+	liveness := fs.Duration("liveness", 0, "liveness check interval (default 10s; a silent partition is noticed within about 3 intervals)")
+	backoffMax := fs.Duration("backoff-max", 0, "reconnection backoff cap (default 10s)")
+	ackTimeout := fs.Duration("ack-timeout", 0, "retransmission timeout without acknowledgement progress (default 10s)")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -62,8 +65,10 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 	transport.RouteLibp2pLogs(log.Handler())
 	opts := daemon.Options{
 		Node: node.Options{
-			Dir: *dir, KeySeed: *seedHex, Mnemonic: *mnemonic, Logger: log,
-			Transport: transport.Options{Relays: relays, ListenAddrs: listen, AllowedWSHosts: wsHosts},
+			Dir: *dir, KeySeed: *seedHex, Mnemonic: *mnemonic, Logger: log, AckTimeout: *ackTimeout,
+			Transport: transport.Options{Relays: relays, ListenAddrs: listen, AllowedWSHosts: wsHosts,
+				LivenessInterval: *liveness, LivenessTimeout: *liveness, ReconnectMaxDelay: *backoffMax,
+				RelayRedialBase: min(*backoffMax, 5*time.Second), RelayRedialMax: *backoffMax},
 		},
 		API: *api, AllowRemote: *allowRemote, Logger: log,
 	}
