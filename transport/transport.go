@@ -99,10 +99,10 @@ func (o *Options) applyDefaults() error {
 		o.MaxMessageSize = wire.DefaultMaxMessageSize
 	}
 	if o.InboundRate <= 0 {
-		o.InboundRate = 100_000
+		o.InboundRate = 1_000_000
 	}
 	if o.InboundBurst <= 0 {
-		o.InboundBurst = 10_000
+		o.InboundBurst = 100_000
 	}
 	if o.MaxConnections <= 0 {
 		o.MaxConnections = 100

@@ -70,9 +70,12 @@ type Options struct {
 
 	// InboundRate and InboundBurst limit the frames per second read from one
 	// peer. When a peer exceeds it, its channel's reads pause (backpressure);
-	// nothing is dropped and other peers are unaffected. Defaults 100,000/s
-	// and 10,000. Deviation: upstream limits only outbound sends, to 100/s,
-	// and refuses the excess; we never cap a healthy peer below 50,000/s.
+	// nothing is dropped and other peers are unaffected. Defaults 1,000,000/s
+	// and 100,000: above what one stream carries on loopback here (a bare
+	// go-libp2p stream: about 230,000 100-byte frames/s over TCP, 700,000
+	// over QUIC), so the limit only stops floods. Deviation: upstream limits
+	// only outbound sends, to 100/s, and refuses the excess; we never cap a
+	// healthy peer below 50,000/s.
 	InboundRate  rate.Limit
 	InboundBurst int
 
