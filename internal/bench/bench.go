@@ -322,25 +322,7 @@ func oursPair(ctx context.Context, path string, rl *relay.Server) (*oursPairT, e
 
 func (p *oursPairT) throughput(size int, d time.Duration) (float64, error) {
 	msg := bytes.Repeat([]byte("x"), size)
-	ctx := context.Background()
-	start := p.received.Load()
-	t0 := time.Now()
-	sent := int64(0)
-	for time.Since(t0) < d {
-		for range 64 {
-			if err := p.a.Send(ctx, p.b.PeerID(), msg); err != nil {
-				return 0, err
-			}
-			sent++
-		}
-	}
-	for p.received.Load()-start < sent {
-		if time.Since(t0) > d+30*time.Second {
-			return 0, fmt.Errorf("only %d of %d arrived", p.received.Load()-start, sent)
-		}
-		time.Sleep(time.Millisecond) // waiting for the tail of the run
-	}
-	return float64(sent) / time.Since(t0).Seconds(), nil
+	return pump(d, func() error { return p.a.Send(context.Background(), p.b.PeerID(), msg) }, p.received.Load)
 }
 
 func (p *oursPairT) rtt(size, n int) ([]time.Duration, error) {
@@ -441,24 +423,7 @@ func barePair(ctx context.Context, path string, rl *relay.Server) (*barePairT, e
 
 func (p *barePairT) throughput(size int, d time.Duration) (float64, error) {
 	msg := bytes.Repeat([]byte("x"), size)
-	start := p.received.Load()
-	t0 := time.Now()
-	sent := int64(0)
-	for time.Since(t0) < d {
-		for range 64 {
-			if err := wire.WriteFrame(p.s, msg); err != nil {
-				return 0, err
-			}
-			sent++
-		}
-	}
-	for p.received.Load()-start < sent {
-		if time.Since(t0) > d+30*time.Second {
-			return 0, fmt.Errorf("only %d of %d arrived", p.received.Load()-start, sent)
-		}
-		time.Sleep(time.Millisecond) // waiting for the tail of the run
-	}
-	return float64(sent) / time.Since(t0).Seconds(), nil
+	return pump(d, func() error { return wire.WriteFrame(p.s, msg) }, p.received.Load)
 }
 
 func (p *barePairT) rtt(size, n int) ([]time.Duration, error) {
@@ -517,17 +482,28 @@ func socketThroughput(size int, d time.Duration) (float64, error) {
 	}
 	defer c.Close()
 	msg := bytes.Repeat([]byte("x"), size)
+	return pump(d, func() error { return wire.WriteFrame(c, msg) }, received.Load)
+}
+
+// pump writes frames with write for d, then waits until received (a
+// counter on the receiving side) has counted them all; it returns frames
+// per second over the whole time.
+func pump(d time.Duration, write func() error, received func() int64) (float64, error) {
+	start := received()
 	t0 := time.Now()
 	sent := int64(0)
 	for time.Since(t0) < d {
 		for range 64 {
-			if err := wire.WriteFrame(c, msg); err != nil {
+			if err := write(); err != nil {
 				return 0, err
 			}
 			sent++
 		}
 	}
-	for received.Load() < sent {
+	for received()-start < sent {
+		if time.Since(t0) > d+30*time.Second {
+			return 0, fmt.Errorf("only %d of %d arrived", received()-start, sent)
+		}
 		time.Sleep(time.Millisecond) // waiting for the tail of the run
 	}
 	return float64(sent) / time.Since(t0).Seconds(), nil
