@@ -266,6 +266,11 @@ type pair interface {
 	close()
 }
 
+var (
+	_ pair = (*oursPairT)(nil)
+	_ pair = (*barePairT)(nil)
+)
+
 // oursPairT is two ocapnet transports: A sends, B counts, or echoes
 // messages that start with 'e'.
 type oursPairT struct {
@@ -712,7 +717,7 @@ func wakeToReconnect(ctx context.Context) (time.Duration, error) {
 		return p.ID == bid && p.State == transport.StateReconnecting && !p.NextRetry.IsZero() && time.Until(p.NextRetry) > 2*time.Second
 	}) {
 		if time.Now().After(deadline) {
-			return 0, errors.New("A never waited on a long backoff")
+			return 0, errors.New("the first transport never waited on a long backoff")
 		}
 		time.Sleep(5 * time.Millisecond) // setup polling
 	}
