@@ -60,6 +60,7 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 			n.mu.Unlock()
 			return // not acknowledged: the sender resends from the gap
 		}
+		n.metrics.gaps.Inc()
 		n.log.Warn("accepting a gap in the peer's sequence", "peer", from, "from", expected, "to", e.Seq-1)
 		n.events.push(Gap{Peer: from, From: expected, To: e.Seq - 1})
 	}
@@ -94,12 +95,17 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 	}
 	if n.h.OnMessage != nil {
 		if err := n.h.OnMessage(Message{From: from, Seq: e.Seq, Method: e.Method, Params: e.Params, Redelivery: redelivery}); err != nil {
+			n.metrics.refused.Inc()
 			n.log.Warn("handler refused a message; it will be offered again", "peer", from, "seq", e.Seq, "err", err)
 			n.mu.Lock()
 			p.refused = e.Seq
 			n.mu.Unlock()
 			return
 		}
+	}
+	n.metrics.delivered.Inc()
+	if redelivery {
+		n.metrics.redelivered.Inc()
 	}
 	n.mu.Lock()
 	p.refused = 0
@@ -272,6 +278,7 @@ func (n *Node) peerRestarted(p *peerState, prev, inc string) error {
 	n.log.Info("peer restarted: state reset", "peer", p.id, "previous", prev, "current", inc, "parked", len(parked))
 	n.events.push(PeerRestarted{Peer: p.id, Previous: prev, Current: inc})
 	if len(parked) > 0 {
+		n.metrics.giveUps.Inc()
 		n.events.push(GaveUp{Peer: p.id, Reason: fmt.Errorf("peer %s restarted: %w", p.id, transport.ErrPeerRestarted), Messages: undelivered(parked)})
 	}
 	n.mu.Unlock()
@@ -322,6 +329,9 @@ func (n *Node) onState(info transport.PeerInfo) {
 		p.connected = true
 		p.closed = nil
 		// Resend the whole unacknowledged window at once.
+		if p.outstandingLocked() {
+			n.metrics.retransmits.Inc()
+		}
 		p.next = max(p.acked, p.parkedTo) + 1
 		p.rtRound = 0
 		n.armRetransmitLocked(p, true)
@@ -393,6 +403,7 @@ func (n *Node) giveUp(p *peerState, reason error) {
 	}
 	n.updatePinLocked(p)
 	if len(parked) > 0 {
+		n.metrics.giveUps.Inc()
 		n.log.Info("gave up on messages; parked until Resend or Discard", "peer", p.id, "count", len(parked), "reason", reason)
 		n.events.push(GaveUp{Peer: p.id, Reason: reason, Messages: undelivered(parked)})
 	}

@@ -47,9 +47,10 @@ type Node struct {
 	allow map[peer.ID]bool
 	deny  map[peer.ID]bool
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	events *eventQueue
+	ctx     context.Context
+	cancel  context.CancelFunc
+	events  *eventQueue
+	metrics *metrics
 
 	mu      sync.Mutex
 	stopped bool
@@ -151,6 +152,8 @@ func Start(ctx context.Context, opts Options, h Handler) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.events = newEventQueue(h.OnEvent)
+	n.metrics = newMetrics(opts.Transport.Metrics)
+	n.metrics.window = n.windowTotals
 
 	topts := opts.Transport
 	topts.KeySeed, _ = identity.ParseSeedHex(id.KeySeed)
@@ -330,6 +333,19 @@ func (n *Node) peerLocked(id peer.ID) *peerState {
 // PeerID returns this node's peer ID.
 func (n *Node) PeerID() peer.ID { return n.self }
 
+// windowTotals sums unacknowledged and parked messages over all peers.
+func (n *Node) windowTotals() (unacked, parked float64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range n.peers {
+		unacked += float64(p.lastSeq - p.acked)
+		if p.parkedTo > p.acked {
+			parked += float64(p.parkedTo - p.acked)
+		}
+	}
+	return unacked, parked
+}
+
 // IncarnationID returns this data directory's incarnation ID.
 func (n *Node) IncarnationID() string { return n.inc }
 
@@ -432,6 +448,7 @@ func (n *Node) Send(ctx context.Context, to peer.ID, method string, params json.
 	n.mu.Lock()
 	p.reserved--
 	if err == nil {
+		n.metrics.sends.Inc()
 		p.pending[seq] = outMsg{method, params}
 		p.lastSeq = max(p.lastSeq, seq)
 		n.updatePinLocked(p)
@@ -533,6 +550,7 @@ func (n *Node) pump(p *peerState) {
 			// gaps (JavaScript kernels, W1) does not skip those messages.
 			p.chGen = wrote
 			p.next = max(p.acked, p.parkedTo) + 1
+			n.metrics.retransmits.Inc()
 			n.mu.Unlock()
 			continue
 		}
@@ -601,6 +619,7 @@ func (n *Node) retransmitDue(p *peerState, gen uint64) {
 		n.giveUp(p, fmt.Errorf("%w after %d retransmissions", ErrNotAcknowledged, n.opts.MaxRetransmits))
 		return
 	}
+	n.metrics.retransmits.Inc()
 	n.log.Debug("ack timeout: resending the window", "peer", p.id, "from", p.acked+1, "to", p.lastSeq, "round", p.rtRound)
 	p.next = max(p.acked, p.parkedTo) + 1
 	n.kickLocked(p)
@@ -621,6 +640,7 @@ func (n *Node) handleAckLocked(p *peerState, a uint64) {
 	for s := from; s <= a; s++ {
 		delete(p.pending, s)
 	}
+	n.metrics.acked.Add(float64(a - from + 1))
 	p.acked = a
 	if p.parkedTo <= a {
 		p.parkedTo = 0

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ocapnet/ocapnet/identity"
 	"github.com/ocapnet/ocapnet/store"
 	"github.com/ocapnet/ocapnet/transport"
@@ -477,5 +479,43 @@ func TestRefusedMessageOfferedAgain(t *testing.T) {
 	checkInOrder(t, b.rec.messages(), a.PeerID(), 10)
 	if len(eventsOf[Gap](b.rec)) != 0 {
 		t.Fatal("a refused message was skipped as a gap")
+	}
+}
+
+func gather(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+func TestNodeMetrics(t *testing.T) {
+	ra, rb := prometheus.NewRegistry(), prometheus.NewRegistry()
+	ao, bo := fastOptions(t.TempDir()), fastOptions(t.TempDir())
+	ao.Transport.Metrics, bo.Transport.Metrics = ra, rb
+	a, b := start(t, ao), start(t, bo)
+	for i := 1; i <= 10; i++ {
+		if _, err := a.Send(context.Background(), b.PeerID(), "m", param(i), b.addr(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "acks", func() bool { return gather(t, ra, "ocapnet_node_acknowledged_total") == 10 })
+	if v := gather(t, ra, "ocapnet_node_sends_total"); v != 10 {
+		t.Errorf("sends %v", v)
+	}
+	if v := gather(t, rb, "ocapnet_node_delivered_total"); v != 10 {
+		t.Errorf("delivered %v", v)
+	}
+	if v := gather(t, ra, "ocapnet_node_unacknowledged_messages"); v != 0 {
+		t.Errorf("unacknowledged %v", v)
 	}
 }

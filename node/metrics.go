@@ -1,0 +1,52 @@
+package node
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the node's Prometheus collectors, registered on the
+// transport's registry (Options.Transport.Metrics) when it is set.
+type metrics struct {
+	sends, acked, delivered, redelivered prometheus.Counter
+	retransmits, gaps, refused           prometheus.Counter
+	giveUps                              prometheus.Counter
+	window                               func() (unacked, parked float64)
+}
+
+var (
+	unackedDesc = prometheus.NewDesc("ocapnet_node_unacknowledged_messages", "Messages stored and not yet acknowledged, all peers.", nil, nil)
+	parkedDesc  = prometheus.NewDesc("ocapnet_node_parked_messages", "Messages handed back in give-ups, waiting for Resend or Discard.", nil, nil)
+)
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_node_" + name, Help: help})
+	}
+	m := &metrics{
+		sends:       c("sends_total", "Messages made durable by Send."),
+		acked:       c("acknowledged_total", "Messages acknowledged by their peer."),
+		delivered:   c("delivered_total", "Messages handed to the application."),
+		redelivered: c("redelivered_total", "Messages handed over again after a crash, marked Redelivery."),
+		retransmits: c("retransmit_rounds_total", "Windows resent after an ack timeout, a reconnection or a channel switch."),
+		gaps:        c("gaps_accepted_total", "Gaps in a peer's sequence accepted after GapTolerance receptions."),
+		refused:     c("handler_refusals_total", "Messages the handler refused (offered again later)."),
+		giveUps:     c("giveups_total", "Give-ups (close, restart, application limit)."),
+	}
+	if reg != nil {
+		reg.MustRegister(m.sends, m.acked, m.delivered, m.redelivered, m.retransmits, m.gaps, m.refused, m.giveUps, m)
+	}
+	return m
+}
+
+// Describe and Collect report the window gauges at scrape time.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- unackedDesc
+	ch <- parkedDesc
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	if m.window == nil {
+		return
+	}
+	u, p := m.window()
+	ch <- prometheus.MustNewConstMetric(unackedDesc, prometheus.GaugeValue, u)
+	ch <- prometheus.MustNewConstMetric(parkedDesc, prometheus.GaugeValue, p)
+}
