@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestExchangeBothWays(t *testing.T) {
@@ -377,4 +380,38 @@ func TestTrySendOnGeneration(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMessages(t, b2, a.PeerID(), []string{"four"})
+}
+
+// Stale cleanup forgets idle peers but never one that is reconnecting with
+// queued messages, a pinned one, or a closed one (upstream W10, W11).
+func TestStaleCleanup(t *testing.T) {
+	a := startNode(t, func(o *Options) {
+		o.StalePeerTimeout = 50 * time.Millisecond
+		o.CleanupInterval = 20 * time.Millisecond
+		o.ReconnectBaseDelay = time.Hour // keep the queued peer waiting
+		o.ReconnectMaxDelay = time.Hour
+	})
+	idle, queued, pinned, closed := newSeed().PeerID(), newSeed().PeerID(), newSeed().PeerID(), newSeed().PeerID()
+	dead := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/", freePort(t))
+	a.RegisterHints(idle, dead+idle.String())
+	if err := a.Send(context.Background(), queued, []byte("waiting"), dead+queued.String()); err != nil {
+		t.Fatal(err)
+	}
+	a.SetPinned(pinned, true)
+	a.RegisterHints(pinned, dead+pinned.String())
+	a.Close(closed)
+	has := func(id peer.ID) bool {
+		return slices.ContainsFunc(a.Peers(), func(p PeerInfo) bool { return p.ID == id })
+	}
+	waitFor(t, 5*time.Second, "the idle peer forgotten", func() bool { return !has(idle) })
+	for name, id := range map[string]peer.ID{"queued": queued, "pinned": pinned, "closed": closed} {
+		if !has(id) {
+			t.Errorf("the %s peer was forgotten", name)
+		}
+	}
+	for _, p := range a.Peers() {
+		if p.ID == queued && p.QueueDepth != 1 {
+			t.Errorf("queued peer lost its queue: %+v", p)
+		}
+	}
 }
