@@ -224,7 +224,7 @@ func Run(ctx context.Context, o Options, emit func(Result)) ([]Result, error) {
 	if o.Full {
 		kind = "full ocapnet transports"
 	}
-	add(Result{Name: fmt.Sprintf("scale/%d-peers/heap", peers), Value: heap / (1 << 20), Unit: "MiB", Note: "one node with channels to " + kind + " (heap of the node only)"})
+	add(Result{Name: fmt.Sprintf("scale/%d-peers/heap", peers), Value: heap / (1 << 20), Unit: "MiB", Note: "heap growth while one node opens channels to " + kind + " (both ends of every connection are in this process)"})
 	add(Result{Name: fmt.Sprintf("scale/%d-peers/cpu", peers), Value: cpu * 100, Unit: "% of a core", Note: fmt.Sprintf("whole process, idle channels with 10 s liveness pings, over %v", idleFor)})
 	return out, nil
 }
