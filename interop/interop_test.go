@@ -228,7 +228,15 @@ func TestNumberedStreamsWithJSRestart(t *testing.T) {
 	if len(g.messages()) != n {
 		t.Fatalf("Go received %d messages, want %d", len(g.messages()), n)
 	}
-	waitFor(t, 30*time.Second, "all 1,000 acknowledged by the JS peer", func() bool { return g.ackedUpTo() == n })
+	deadline := time.Now().Add(60 * time.Second)
+	for g.ackedUpTo() != n {
+		if time.Now().After(deadline) {
+			js2.do(map[string]any{"op": "state", "to": g.PeerID().String()})
+			t.Fatalf("Go's messages acknowledged up to %d of %d; Go peers %+v; JS state %v; Go log:\n%s",
+				g.ackedUpTo(), n, g.Peers(), js2.next("state", 5*time.Second), g.logText())
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
 	js2.do(map[string]any{"op": "state", "to": g.PeerID().String()})
 	waitFor(t, 30*time.Second, "the JS window to empty", func() bool {
 		js2.do(map[string]any{"op": "state", "to": g.PeerID().String()})

@@ -64,9 +64,11 @@ function onFrame (id, text, connection) {
   setTimeout(() => write(id, JSON.stringify({ ack: r.highest })).catch(() => {}), 50)
 }
 
-async function dial (id, hints) {
+async function dial (id, hints, strict = false) {
   let last
-  for (const t of [...hints.map(h => multiaddr(h)), peerIdFromString(id)]) {
+  const targets = hints.map(h => multiaddr(h))
+  if (!strict) targets.push(peerIdFromString(id))
+  for (const t of targets) {
     try {
       const stream = await node.dialProtocol(t, PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(15000) })
       const lp = lpStream(stream, { maxDataLength: 1024 * 1024 })
@@ -84,8 +86,8 @@ async function dial (id, hints) {
   throw last
 }
 
-async function write (id, text, hints = []) {
-  if (!channels.has(id)) await dial(id, hints)
+async function write (id, text, hints = [], strict = false) {
+  if (!channels.has(id)) await dial(id, hints, strict)
   await channels.get(id).lp.write(enc.encode(text))
 }
 
@@ -120,7 +122,9 @@ window.ocap = {
     return { peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String) }
   },
   addrs: () => node.getMultiaddrs().map(String),
-  async send (to, method, params, hints = []) {
+  // send writes a sequenced message; with strict, only the hints are
+  // dialled (no fallback to other known addresses).
+  async send (to, method, params, hints = [], strict = false) {
     const r = remote(to)
     const seq = ++r.nextSendSeq
     const env = { seq }
@@ -129,7 +133,7 @@ window.ocap = {
     env.params = params
     const text = JSON.stringify(env)
     r.pending.set(seq, text)
-    await write(to, text, hints)
+    await write(to, text, hints, strict)
     const c = channels.get(to)
     return { seq, remoteAddr: c?.connection?.remoteAddr?.toString() ?? '' }
   },

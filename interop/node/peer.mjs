@@ -183,9 +183,12 @@ function onFrame (id, text) {
   if (!Number.isInteger(m.seq) || m.seq < 1) { out({ event: 'frameError', peer: id, error: 'invalid message seq' }); return }
   scheduleAck(id)
   if (m.seq <= r.highestReceivedSeq) return // duplicate
-  r.highestReceivedSeq = m.seq // as upstream: gaps are accepted (W1)
-  save()
+  // Deliver, then record: a crash in between delivers it again (as
+  // upstream, where applying and recording are one transaction, nothing is
+  // lost). As upstream, gaps are accepted (W1).
   out({ event: 'message', from: id, seq: m.seq, method: m.method, params: m.params })
+  r.highestReceivedSeq = m.seq
+  save()
 }
 
 function scheduleAck (id) {
