@@ -75,6 +75,11 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 	if *stdio {
 		opts.Out = stdout
 	}
+	// Catch SIGINT/SIGTERM before anything is announced, so a signal sent
+	// right after the ready line always stops us cleanly.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d, err := daemon.Start(ctx, opts)
@@ -92,9 +97,6 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 			log.Info("stdin closed; still running until SIGINT or SIGTERM")
 		}()
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
 	s := <-sig
 	log.Info("stopping", "signal", s.String())
 	cancel()

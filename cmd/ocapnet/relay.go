@@ -68,6 +68,11 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 	if *seedHex != "" && identity.IsWeakSeedHex(*seedHex) && !relay.IsLoopbackOnly(addrs) && !*insecure {
 		return fail(fmt.Errorf("%w: refused on non-loopback listen addresses %v; use a 64-digit seed, loopback --listen addresses, or --insecure-seed", relay.ErrWeakSeed, addrs))
 	}
+	// Catch SIGINT/SIGTERM before anything is announced, so a signal sent
+	// right after the ready line always stops us cleanly.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	st, err := store.Open(*dir, store.Options{})
 	if err != nil {
 		return fail(err)
@@ -131,9 +136,6 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 
 	out := &lineWriter{w: stdout}
 	out.write(readyLine{Event: "ready", PeerID: srv.ID().String(), Addrs: srv.Addrs(), HTTP: httpListen})
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
 	s := <-sig
 	log.Info("stopping", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
