@@ -159,17 +159,6 @@ func NewIncarnationID() string {
 	return uuid.NewString()
 }
 
-// ValidIncarnationID reports whether s is a UUID in the canonical
-// 36-character text form. Upstream accepts any string in a handshake; this
-// check is for IDs we create and store.
-func ValidIncarnationID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	_, err := uuid.Parse(s)
-	return err == nil
-}
-
 func isHexDigit(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }

@@ -95,9 +95,6 @@ func NewReader(r io.Reader, maxSize int) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: maxSize, prefix: PrefixLimit(maxSize)}
 }
 
-// MaxSize returns the largest payload the Reader accepts.
-func (r *Reader) MaxSize() int { return r.max }
-
 // ReadFrame reads one frame and returns its payload in a new slice. It
 // returns io.EOF only when the stream ends cleanly between frames, and a
 // *FrameError for an oversize length, an over-long prefix or an end inside a

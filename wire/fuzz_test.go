@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -32,8 +33,8 @@ func FuzzReader(f *testing.F) {
 				}
 				return
 			}
-			if len(p) > r.MaxSize() {
-				t.Fatalf("payload of %d bytes over the limit %d", len(p), r.MaxSize())
+			if want := cmp.Or(limit, DefaultMaxMessageSize); len(p) > want {
+				t.Fatalf("payload of %d bytes over the limit %d", len(p), want)
 			}
 			consumed = AppendFrame(consumed, p)
 		}

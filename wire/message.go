@@ -128,18 +128,26 @@ type Envelope struct {
 	Params json.RawMessage
 }
 
+// ValidateParams checks that params can be carried in an envelope: nil (no
+// params key) or one valid JSON value. Callers check a message's params once,
+// when they accept it; EncodeEnvelope then trusts them, so a message that is
+// retransmitted is not validated again.
+func ValidateParams(params json.RawMessage) error {
+	if params != nil && !json.Valid(params) {
+		return fmt.Errorf("%w: params is not valid JSON", ErrInvalidMessage)
+	}
+	return nil
+}
+
 // EncodeEnvelope returns the JSON payload of e with upstream's key order
-// (seq, ack if non-zero, method, params). Params is written verbatim. It
-// fails if Seq or Ack is out of range or Params is not valid JSON.
+// (seq, ack if non-zero, method, params). Params is written verbatim and must
+// have passed ValidateParams. It fails if Seq or Ack is out of range.
 func EncodeEnvelope(e Envelope) ([]byte, error) {
 	if e.Seq == 0 || e.Seq > MaxSafeInteger {
 		return nil, fmt.Errorf("%w: seq %d out of range 1..2^53-1", ErrInvalidMessage, e.Seq)
 	}
 	if e.Ack > MaxSafeInteger {
 		return nil, fmt.Errorf("%w: ack %d out of range 0..2^53-1", ErrInvalidMessage, e.Ack)
-	}
-	if e.Params != nil && !json.Valid(e.Params) {
-		return nil, fmt.Errorf("%w: params is not valid JSON", ErrInvalidMessage)
 	}
 	b := make([]byte, 0, 48+len(e.Method)+len(e.Params))
 	b = append(b, `{"seq":`...)

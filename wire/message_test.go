@@ -181,12 +181,26 @@ func TestEncodeEnvelopeRejects(t *testing.T) {
 		{Seq: 0, Method: "m"},
 		{Seq: MaxSafeInteger + 1, Method: "m"},
 		{Seq: 1, Ack: MaxSafeInteger + 1, Method: "m"},
-		{Seq: 1, Method: "m", Params: json.RawMessage(`{bad`)},
-		{Seq: 1, Method: "m", Params: json.RawMessage(``)},
 	} {
 		if _, err := EncodeEnvelope(e); !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("EncodeEnvelope(%+v) err = %v, want ErrInvalidMessage", e, err)
 		}
+	}
+}
+
+func TestValidateParams(t *testing.T) {
+	for _, bad := range []string{`{bad`, ``, `[1,]`, `1 2`} {
+		if err := ValidateParams(json.RawMessage(bad)); !errors.Is(err, ErrInvalidMessage) {
+			t.Errorf("ValidateParams(%q) = %v, want ErrInvalidMessage", bad, err)
+		}
+	}
+	for _, ok := range []string{`[]`, `{"a":1}`, `"s"`, `null`, ` [1] `} {
+		if err := ValidateParams(json.RawMessage(ok)); err != nil {
+			t.Errorf("ValidateParams(%q) = %v", ok, err)
+		}
+	}
+	if err := ValidateParams(nil); err != nil {
+		t.Errorf("ValidateParams(nil) = %v", err)
 	}
 }
 
