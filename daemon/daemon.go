@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -49,14 +47,13 @@ type Daemon struct {
 	api  *apiServer
 	feed *feed
 
-	// Matching "acked" events to send IDs: ids holds the IDs of sends not
-	// yet acknowledged; an acknowledgement that arrives while a Send to that
-	// peer has not returned yet waits in early, so that "acked" carries its
-	// ID and comes after "sent".
+	// "acked" comes after "sent": while a send to a peer is in flight (its
+	// "sent" line not yet written), that peer's acknowledgements wait in
+	// held. The request ID travels with the message as its node tag, so an
+	// "acked" carries it even after a restart.
 	mu       sync.Mutex
-	ids      map[peer.ID]map[uint64]json.RawMessage
-	early    map[peer.ID]map[uint64]bool
 	inflight map[peer.ID]int
+	held     map[peer.ID][]ackedEvent
 }
 
 // Start starts the node and, if configured, the HTTP API.
@@ -64,8 +61,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{log: o.Logger, reg: prometheus.NewRegistry(), ids: map[peer.ID]map[uint64]json.RawMessage{},
-		early: map[peer.ID]map[uint64]bool{}, inflight: map[peer.ID]int{}}
+	d := &Daemon{log: o.Logger, reg: prometheus.NewRegistry(), inflight: map[peer.ID]int{}, held: map[peer.ID][]ackedEvent{}}
 	if o.Out != nil {
 		d.out = &lineWriter{w: o.Out, gate: make(chan struct{})}
 	}
@@ -202,6 +198,7 @@ type peerEvent struct {
 
 type undeliveredJSON struct {
 	Seq    uint64          `json:"seq"`
+	ID     json.RawMessage `json:"id,omitempty"`
 	Method string          `json:"method"`
 	Params json.RawMessage `json:"params,omitempty"`
 }
@@ -209,7 +206,7 @@ type undeliveredJSON struct {
 func undeliveredList(us []node.Undelivered) []undeliveredJSON {
 	out := make([]undeliveredJSON, len(us))
 	for i, u := range us {
-		out[i] = undeliveredJSON{u.Seq, u.Method, u.Params}
+		out[i] = undeliveredJSON{u.Seq, u.Tag, u.Method, u.Params}
 	}
 	return out
 }
@@ -234,22 +231,14 @@ func (d *Daemon) onEvent(e node.Event) {
 	case node.StateChanged:
 		v = peerEvent{"peer", e.Peer.ID.String(), e.Peer.State.String(), e.Peer.Attempt, e.Peer.NextRetry, e.Peer.LastError, e.Peer.RemoteAddr}
 	case node.Acknowledged:
-		d.mu.Lock()
-		ids := d.ids[e.Peer]
-		var evs []ackedEvent
+		evs := make([]ackedEvent, 0, e.To-e.From+1)
 		for s := e.From; s <= e.To; s++ {
-			id, ok := ids[s]
-			switch {
-			case ok:
-				delete(ids, s)
-			case d.inflight[e.Peer] > 0:
-				if d.early[e.Peer] == nil {
-					d.early[e.Peer] = map[uint64]bool{}
-				}
-				d.early[e.Peer][s] = true
-				continue
-			}
-			evs = append(evs, ackedEvent{"acked", id, e.Peer.String(), s})
+			evs = append(evs, ackedEvent{"acked", e.Tags[s], e.Peer.String(), s})
+		}
+		d.mu.Lock()
+		if d.inflight[e.Peer] > 0 {
+			d.held[e.Peer] = append(d.held[e.Peer], evs...)
+			evs = nil
 		}
 		d.mu.Unlock()
 		for _, a := range evs {
@@ -346,25 +335,14 @@ func (d *Daemon) do(ctx context.Context, r request) (res any, after []any, err e
 		d.mu.Lock()
 		d.inflight[to]++
 		d.mu.Unlock()
-		seq, err := d.n.Send(ctx, to, r.Method, r.Params, r.Hints...)
+		seq, err := d.n.SendMessage(ctx, node.Outgoing{To: to, Method: r.Method, Params: r.Params, Hints: r.Hints, Tag: r.ID})
 		d.mu.Lock()
-		d.inflight[to]--
-		if err == nil {
-			if d.early[to][seq] {
-				delete(d.early[to], seq)
-				after = append(after, ackedEvent{"acked", r.ID, to.String(), seq})
-			} else if len(r.ID) > 0 {
-				if d.ids[to] == nil {
-					d.ids[to] = map[uint64]json.RawMessage{}
-				}
-				d.ids[to][seq] = r.ID
+		if d.inflight[to]--; d.inflight[to] == 0 {
+			delete(d.inflight, to)
+			for _, a := range d.held[to] {
+				after = append(after, a) // written after this "sent"
 			}
-		}
-		if d.inflight[to] == 0 && len(d.early[to]) > 0 {
-			for _, s := range slices.Sorted(maps.Keys(d.early[to])) {
-				after = append(after, ackedEvent{"acked", nil, to.String(), s})
-			}
-			delete(d.early, to)
+			delete(d.held, to)
 		}
 		d.mu.Unlock()
 		if err != nil {

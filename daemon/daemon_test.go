@@ -60,7 +60,7 @@ func TestStdioInProcess(t *testing.T) {
 	outR, outW := io.Pipe()
 	inR, inW := io.Pipe()
 	d, err := Start(context.Background(), Options{
-		Node: node.Options{Dir: t.TempDir(), Transport: transport.Options{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, WakeInterval: -1}},
+		Node: node.Options{Dir: t.TempDir(), Transport: transport.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, WakeInterval: -1}},
 		Out:  outW,
 	})
 	if err != nil {

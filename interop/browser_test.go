@@ -317,7 +317,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("status page", func(t *testing.T) {
 		dir := t.TempDir()
 		d, err := daemon.Start(context.Background(), daemon.Options{
-			Node: node.Options{Dir: dir, Transport: transport.Options{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, WakeInterval: -1}},
+			Node: node.Options{Dir: dir, Transport: transport.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, WakeInterval: -1}},
 			API:  "127.0.0.1:0",
 		})
 		if err != nil {

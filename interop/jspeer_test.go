@@ -192,7 +192,7 @@ func startGo(t *testing.T, listen []string, relays ...string) *goNode {
 		Dir:        t.TempDir(),
 		AckTimeout: time.Second,
 		Logger:     log,
-		Transport: transport.Options{ListenAddrs: listen, Relays: relays, ReconnectBaseDelay: 50 * time.Millisecond,
+		Transport: transport.Config{ListenAddrs: listen, Relays: relays, ReconnectBaseDelay: 50 * time.Millisecond,
 			ReconnectMaxDelay: 500 * time.Millisecond, WakeInterval: -1, Metrics: g.reg},
 	}, node.Handler{
 		OnMessage: func(m node.Message) error {

@@ -42,7 +42,7 @@ func crashChild(role string) int {
 		Dir:        os.Getenv(crashDirEnv),
 		KeySeed:    os.Getenv(crashSeedEnv),
 		AckTimeout: time.Second,
-		Transport: transport.Options{
+		Transport: transport.Config{
 			ListenAddrs:        []string{os.Getenv(crashListenEnv)},
 			ReconnectBaseDelay: 10 * time.Millisecond,
 			ReconnectMaxDelay:  100 * time.Millisecond,

@@ -18,7 +18,7 @@ func Example() {
 	dirB, _ := os.MkdirTemp("", "ocapnet-b")
 	defer os.RemoveAll(dirA)
 	defer os.RemoveAll(dirB)
-	loopback := transport.Options{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}
+	loopback := transport.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}}
 
 	got := make(chan node.Message, 1)
 	b, err := node.Start(ctx, node.Options{Dir: dirB, Transport: loopback}, node.Handler{

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/goleak"
 
+	"github.com/ocapnet/ocapnet/internal/testutil"
 	"github.com/ocapnet/ocapnet/transport"
 )
 
@@ -21,11 +22,7 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(crashRoleEnv); role != "" {
 		os.Exit(crashChild(role))
 	}
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
-		goleak.IgnoreTopFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
-		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-	)
+	goleak.VerifyTestMain(m, testutil.Libp2pSingletons()...)
 }
 
 func testLogger() *slog.Logger {
@@ -80,17 +77,7 @@ func eventsOf[T Event](r *recorder) []T {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for the condition
-	}
-}
+var waitFor = testutil.WaitFor
 
 // testNode is a node under test with its recorder and options.
 type testNode struct {
@@ -105,7 +92,7 @@ func fastOptions(dir string) Options {
 		Dir:        dir,
 		AckTimeout: 300 * time.Millisecond,
 		Logger:     testLogger(),
-		Transport: transport.Options{
+		Transport: transport.Config{
 			ListenAddrs:        []string{"/ip4/127.0.0.1/tcp/0"},
 			ReconnectBaseDelay: 20 * time.Millisecond,
 			ReconnectMaxDelay:  200 * time.Millisecond,

@@ -6,33 +6,54 @@
 // commit). Messages carry sequence numbers and cumulative acknowledgements in
 // upstream's envelope (reference §2.4), so a JavaScript kernel can be the
 // other end. The receiver delivers only the next sequence number; the sender
-// retransmits its unacknowledged window at once after every reconnection and
-// after an ack timeout, and never gives up by default. docs/DELIVERY.md states
-// the exact guarantee.
+// retransmits its unacknowledged window at once on every new channel and
+// after an ack timeout, and never gives up by default. docs/DELIVERY.md
+// states the exact guarantee.
 //
-// Concurrency: Node.mu guards every peer's in-memory state. A peer's sendMu
-// (read-locked by Send around its durable append, write-locked by operations
-// that renumber or park the log) keeps the in-memory window consistent with
-// the store. Every goroutine the node starts is counted by Node.wg and ends by
-// Stop.
+// The node owns delivery state (sequence numbers, acknowledgements, the
+// window, parked messages, inbound positions, persisted incarnations); the
+// transport owns link state. The node learns of link changes synchronously
+// through the transport's Handler (a new channel with its generation, a link
+// that ended) and queries the transport for the rest; it never keeps a copy.
+//
+// A message's way, by file: send.go (Send: window, admission, durable
+// append) → pump.go (the per-peer pump writes envelopes with TrySendOn on the
+// generation it learnt in onChannel; retransmission; acknowledgements
+// received) → the peer's receive.go (onFrame: order, duplicates, gaps,
+// intent, the application's handler, acknowledgements sent). link.go handles
+// the ends of links (give-up and parking), restart.go a peer that lost its
+// state, peerops.go the operations on one peer (Close, Reconnect, Resend,
+// Discard, Forget, Peers), idle.go the idle-peer cap.
+//
+// Concurrency. Node.mu guards the peer table and every peer's delivery
+// state. Per peer, recvMu serialises inbound processing with a restart's
+// reset, and sendMu orders Sends against operations that park or renumber
+// the log. Lock order, across packages (each arrow: may be held while
+// taking the next): transport deliverMu (held while onFrame runs, and so
+// while the application's OnMessage runs) → node recvMu → transport linkMu
+// (held while onChannel and onLinkEnded run; an OnMessage may call Close) →
+// node sendMu → node mu → transport mu. The node calls transport methods
+// that take linkMu or sendSem (Send, TrySend(On), Close, Reconnect) only
+// without holding sendMu or mu; under mu it calls only SetPinned, Peer and
+// other snapshot methods, which take the transport's mu alone. Every
+// goroutine the node starts is counted in Node.wg and has ended when Stop
+// returns.
 package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/ocapnet/ocapnet/identity"
+	"github.com/ocapnet/ocapnet/internal/eventq"
 	"github.com/ocapnet/ocapnet/store"
 	"github.com/ocapnet/ocapnet/transport"
-	"github.com/ocapnet/ocapnet/wire"
 )
 
 // Node is a running node. Create it with Start; stop it with Stop.
@@ -41,94 +62,51 @@ type Node struct {
 	h     Handler
 	log   *slog.Logger
 	st    *store.Store
-	tr    *transport.Transport
+	tr    *transport.Transport // set before ready is closed
 	self  peer.ID
 	inc   string
 	allow map[peer.ID]bool
 	deny  map[peer.ID]bool
 
-	ctx     context.Context
-	cancel  context.CancelFunc
-	events  *eventQueue
+	events  *eventq.Queue[Event]
 	metrics *metrics
 
-	mu      sync.Mutex
+	ready    chan struct{} // closed when Start has resumed every stored peer (or failed)
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // every goroutine the node starts, but the event queue's
+	evWG     sync.WaitGroup // the event queue's goroutine
+	stopOnce sync.Once
+	stopDone chan struct{} // closed when the work of the first Stop has ended
+	stopErr  error         // set before stopDone is closed
+
+	mu      sync.Mutex // guards the following fields and every peerState's delivery state
 	stopped bool
 	peers   map[peer.ID]*peerState
-	wg      sync.WaitGroup
-
-	stopOnce sync.Once
-	stopErr  error
-}
-
-type outMsg struct {
-	method string
-	params json.RawMessage
-}
-
-type peerState struct {
-	id  peer.ID
-	key string // id.String(), the store's key
-
-	sendMu sync.RWMutex // see the package comment
-
-	// Outbound.
-	pending       map[uint64]outMsg // unacknowledged messages by seq
-	acked         uint64            // highest seq acknowledged (in memory)
-	ackStored     uint64            // highest ack persisted
-	lastSeq       uint64            // highest seq durably assigned
-	reserved      int               // Sends between window check and append
-	parkedTo      uint64            // messages acked+1..parkedTo are parked (0: none)
-	next          uint64            // next seq to write
-	pumping       bool
-	persistingAck bool
-	connected     bool
-	closed        error // non-nil after Close or closed-by-peer, until Reconnect
-	failed        bool
-	pinned        bool
-	room          chan struct{} // closed when the window gains room
-	chGen         uint64        // generation of the channel the pump last wrote on
-	rtTimer       *time.Timer
-	rtGen         uint64 // identifies the armed rtTimer
-	rtRound       int
-
-	// Inbound.
-	delivered   uint64 // highest seq handed to the application
-	stored      uint64 // highest delivered seq persisted (may be acked)
-	intent      uint64 // persisted intent (see store.PeerRecord.Intent)
-	redeliverTo uint64 // seqs ≤ this, > stored at load, are redeliveries
-	ackSent     uint64 // highest ack written to the peer
-	ackTimer    *time.Timer
-	ackGen      uint64 // identifies the armed ackTimer
-	reAck       bool   // a duplicate arrived: re-send the ack
-	gapExpected uint64
-	gapSeq      uint64
-	gapCount    int
-	refused     uint64 // a seq the handler refused (0: none)
-	incarnation string
-	lastActive  time.Time
 }
 
 // Start opens the data directory, loads or creates the identity, starts the
 // transport and resumes every conversation left in the log: peers with
 // pending messages are dialled at once.
 func Start(ctx context.Context, opts Options, h Handler) (*Node, error) {
-	opts.setDefaults()
-	if opts.Dir == "" {
-		return nil, errors.New("node: Options.Dir is required")
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	st, err := store.Open(opts.Dir, opts.Store)
 	if err != nil {
 		return nil, err
 	}
 	n := &Node{
-		opts:  opts,
-		h:     h,
-		log:   opts.Logger,
-		st:    st,
-		peers: map[peer.ID]*peerState{},
-		allow: map[peer.ID]bool{},
-		deny:  map[peer.ID]bool{},
+		opts:     opts,
+		h:        h,
+		log:      opts.Logger,
+		st:       st,
+		peers:    map[peer.ID]*peerState{},
+		allow:    map[peer.ID]bool{},
+		deny:     map[peer.ID]bool{},
+		ready:    make(chan struct{}),
+		stopDone: make(chan struct{}),
 	}
 	for _, p := range opts.Allow {
 		n.allow[p] = true
@@ -136,7 +114,10 @@ func Start(ctx context.Context, opts Options, h Handler) (*Node, error) {
 	for _, p := range opts.Deny {
 		n.deny[p] = true
 	}
-	id, err := n.loadIdentity()
+	id, weak, err := LoadIdentity(st, opts.KeySeed, opts.Mnemonic)
+	if weak {
+		n.log.Warn("key seed is shorter than 64 hex digits: anyone can derive it")
+	}
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -151,44 +132,56 @@ func Start(ctx context.Context, opts Options, h Handler) (*Node, error) {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.events = newEventQueue(h.OnEvent)
+	n.events = eventq.New(h.OnEvent, &n.evWG)
 	n.metrics = newMetrics(opts.Transport.Metrics)
 	n.metrics.window = n.windowTotals
 
-	topts := opts.Transport
-	topts.KeySeed, _ = identity.ParseSeedHex(id.KeySeed)
-	topts.IncarnationID = id.IncarnationID
-	if topts.Logger == nil {
-		topts.Logger = opts.Logger
-	}
-	tr, err := transport.Start(ctx, topts, transport.Handler{
-		OnMessage:   n.onFrame,
-		OnHandshake: n.onHandshake,
-		OnEvent:     n.onTransportEvent,
-	})
+	seed, err := identity.ParseSeedHex(id.KeySeed)
 	if err != nil {
-		n.cancel()
-		n.events.close()
-		st.Close()
+		n.abortStart()
+		return nil, fmt.Errorf("node: stored key seed: %w", err)
+	}
+	tr, err := transport.Start(ctx, transport.Options{KeySeed: seed, IncarnationID: id.IncarnationID, Config: opts.Transport},
+		transport.Handler{
+			OnMessage:   n.onFrame,
+			OnHandshake: n.onHandshake,
+			OnChannel:   n.onChannel,
+			OnLinkEnded: n.onLinkEnded,
+			OnEvent:     n.onTransportEvent,
+		})
+	if err != nil {
+		n.abortStart()
 		return nil, err
 	}
 	n.tr = tr
 	n.self = tr.PeerID()
 	if err := n.resume(lastActive); err != nil {
+		close(n.ready)
 		n.Stop(context.Background())
 		return nil, err
 	}
+	close(n.ready)
 	n.wg.Add(1)
 	go n.activityLoop()
 	return n, nil
 }
 
-func (n *Node) loadIdentity() (store.Identity, error) {
-	id, weak, err := LoadIdentity(n.st, n.opts.KeySeed, n.opts.Mnemonic)
-	if weak {
-		n.log.Warn("key seed is shorter than 64 hex digits: anyone can derive it")
-	}
-	return id, err
+// abortStart undoes a Start that failed before the transport ran.
+func (n *Node) abortStart() {
+	n.cancel()
+	n.events.Close()
+	n.evWG.Wait()
+	n.st.Close()
+}
+
+// await waits until Start is done; the transport's callbacks, which can come
+// as soon as it listens, call it first. It reports false if the node is
+// stopping.
+func (n *Node) await() bool {
+	<-n.ready
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.stopped
 }
 
 // LoadIdentity returns the identity stored in st, creating it on first use
@@ -289,6 +282,16 @@ func (n *Node) resume(lastActive time.Time) error {
 	if err != nil {
 		return err
 	}
+	for _, l := range all {
+		if len(l.rec.Hints) > 0 {
+			if err := n.tr.RegisterHints(l.id, l.rec.Hints...); err != nil {
+				n.log.Warn("stored hints are not valid multiaddrs: ignored", "peer", l.id, "err", err)
+			}
+		}
+		if !l.rec.FailedSince.IsZero() {
+			n.tr.RestoreFailed(l.id, l.rec.FailedSince)
+		}
+	}
 	n.mu.Lock()
 	for _, l := range all {
 		p := n.peerLocked(l.id)
@@ -299,39 +302,44 @@ func (n *Node) resume(lastActive time.Time) error {
 		p.incarnation = l.rec.Incarnation
 		p.lastActive = l.rec.LastActive
 		for _, r := range l.out {
-			p.pending[r.Seq] = outMsg{r.Method, r.Params}
+			p.pending[r.Seq] = outMsg{r.Method, r.Params, r.Tag}
 			if r.Parked {
 				p.parkedTo = max(p.parkedTo, r.Seq)
 			}
-		}
-		if len(l.rec.Hints) > 0 {
-			n.tr.RegisterHints(l.id, l.rec.Hints...)
-		}
-		if !l.rec.FailedSince.IsZero() {
-			p.failed = true
-			n.tr.RestoreFailed(l.id, l.rec.FailedSince)
 		}
 		n.updatePinLocked(p)
 	}
 	n.mu.Unlock()
 	if clearFailures {
 		n.log.Info("started long after last activity: failure states cleared", "gap", gap)
-		n.events.push(WakeDetected{Gap: gap, AcrossRestart: true})
+		n.events.Push(WakeDetected{Gap: gap, AcrossRestart: true})
 	}
 	return nil
 }
 
-func (n *Node) peerLocked(id peer.ID) *peerState {
-	p := n.peers[id]
-	if p == nil {
-		p = &peerState{id: id, key: id.String(), pending: map[uint64]outMsg{}, room: make(chan struct{})}
-		n.peers[id] = p
-	}
-	return p
-}
-
 // PeerID returns this node's peer ID.
 func (n *Node) PeerID() peer.ID { return n.self }
+
+// IncarnationID returns this data directory's incarnation ID.
+func (n *Node) IncarnationID() string { return n.inc }
+
+// Transport returns the underlying transport (addresses, relays, link
+// states).
+func (n *Node) Transport() *transport.Transport { return n.tr }
+
+// Store returns the node's data directory store (the peer daemon keeps its
+// event log there).
+func (n *Node) Store() *store.Store { return n.st }
+
+// ListenAddrs returns the addresses peers can dial.
+func (n *Node) ListenAddrs() []string { return n.tr.ListenAddrs() }
+
+func (n *Node) allowed(id peer.ID) bool {
+	if n.deny[id] {
+		return false
+	}
+	return len(n.allow) == 0 || n.allow[id]
+}
 
 // windowTotals sums unacknowledged and parked messages over all peers.
 func (n *Node) windowTotals() (unacked, parked float64) {
@@ -346,343 +354,99 @@ func (n *Node) windowTotals() (unacked, parked float64) {
 	return unacked, parked
 }
 
-// IncarnationID returns this data directory's incarnation ID.
-func (n *Node) IncarnationID() string { return n.inc }
-
-// Transport returns the underlying transport (addresses, relays, states).
-func (n *Node) Transport() *transport.Transport { return n.tr }
-
-// ListenAddrs returns the addresses peers can dial.
-func (n *Node) ListenAddrs() []string { return n.tr.ListenAddrs() }
-
-func (n *Node) allowed(id peer.ID) bool {
-	if n.deny[id] {
-		return false
+// Stop stops the node: sends are refused from the moment it is called, the
+// transport stops, every goroutine ends, the delivered positions,
+// acknowledgements and last-active time are persisted and the data
+// directory is closed. Nothing pending is discarded: a node started again
+// from the same directory continues where this one left off.
+//
+// Stop is unconditional and idempotent: the first call starts the stop,
+// which runs to its end whatever happens to the caller; every call returns
+// once that work has ended, or with ctx's error when ctx ends first (the
+// work completes in the background, for example once a blocked handler
+// returns, and a later Stop then returns promptly).
+func (n *Node) Stop(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		n.mu.Lock()
+		n.stopped = true // sends fail; frames and callbacks during the stop are ignored
+		n.mu.Unlock()
+		go n.stop()
+	})
+	select {
+	case <-n.stopDone:
+		return n.stopErr
+	case <-ctx.Done():
+		return fmt.Errorf("node: stop: %w", ctx.Err())
 	}
-	return len(n.allow) == 0 || n.allow[id]
 }
 
-// maxEnvelopeOverhead bounds the bytes an envelope adds around method and
-// params: {"seq":N,"ack":N,"method":"","params":} with 16-digit numbers.
-const maxEnvelopeOverhead = 64
-
-// Send appends a message to peer's outbound log and returns its sequence
-// number once it is durable (fsync'd). The node then delivers it, in order,
-// retransmitting as needed until the peer acknowledges it (an Acknowledged
-// event) or the application gives up on it (a GaveUp event). When the
-// peer's window is full Send waits for room until ctx ends (ErrWindowFull).
-// params must be valid JSON (nil sends no params key). hints are location
-// hints for the peer (multiaddrs), kept in the data directory.
-func (n *Node) Send(ctx context.Context, to peer.ID, method string, params json.RawMessage, hints ...string) (uint64, error) {
-	if err := to.Validate(); err != nil || to == n.self {
-		return 0, fmt.Errorf("send to %q: %w", to, transport.ErrInvalidPeer)
+// stop is the work of Stop; it runs once, in its own goroutine.
+func (n *Node) stop() {
+	defer close(n.stopDone)
+	var errs []error
+	if err := n.tr.Stop(context.Background()); err != nil {
+		errs = append(errs, err)
 	}
-	if !n.allowed(to) {
-		return 0, fmt.Errorf("send to %s: %w", to, ErrPeerDenied)
-	}
-	if params != nil && !json.Valid(params) {
-		return 0, fmt.Errorf("send to %s: %w: params are not valid JSON", to, ErrInvalidMessage)
-	}
-	limit := n.tr.MaxMessageSize()
-	if size := len(method) + len(params) + maxEnvelopeOverhead; size > limit {
-		return 0, fmt.Errorf("send to %s: %w: about %d bytes, limit %d", to, transport.ErrMessageTooLarge, size, limit)
-	}
-	if len(hints) > 0 {
-		n.tr.RegisterHints(to, hints...)
-	}
-
-	// Reserve a place in the window.
 	n.mu.Lock()
-	p := n.peerLocked(to)
-	for {
-		if n.stopped {
-			n.mu.Unlock()
-			return 0, ErrStopped
+	for _, p := range n.peers {
+		for _, t := range []*time.Timer{p.rtTimer, p.ackTimer} {
+			if t != nil {
+				t.Stop()
+			}
 		}
-		if p.closed != nil {
-			err := p.closed
-			n.mu.Unlock()
-			return 0, fmt.Errorf("send to %s: %w", to, err)
-		}
-		if int(p.lastSeq-p.acked)+p.reserved < n.opts.Window {
-			break
-		}
-		room := p.room
-		n.mu.Unlock()
-		select {
-		case <-room:
-		case <-ctx.Done():
-			return 0, fmt.Errorf("send to %s: %w (%d unacknowledged): %w", to, ErrWindowFull, n.opts.Window, ctx.Err())
-		case <-n.ctx.Done():
-			return 0, ErrStopped
-		}
-		n.mu.Lock()
+		p.rtTimer, p.ackTimer = nil, nil
 	}
-	p.reserved++
-	failed := p.failed
 	n.mu.Unlock()
-	if failed {
-		// A send clears a failed state (the transport retries at once).
-		_ = n.tr.Reconnect(to)
+	n.cancel()
+	n.wg.Wait()
+	if err := n.persistFinal(); err != nil {
+		errs = append(errs, err)
 	}
+	n.events.Close()
+	n.evWG.Wait()
+	if err := n.st.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		n.stopErr = fmt.Errorf("node stop: %w", errors.Join(errs...))
+	}
+}
 
-	p.sendMu.RLock()
-	var seq uint64
-	key := p.key
-	rec := store.OutRecord{Method: method, Params: params, At: time.Now().Round(0).UTC()}
-	err := n.st.Update(func(tx *store.Tx) error {
-		if len(hints) > 0 {
-			pr, _, err := tx.Peer(key)
+// persistFinal records what was delivered and acknowledged, so a restart
+// neither redelivers nor resends it.
+func (n *Node) persistFinal() error {
+	n.mu.Lock()
+	type final struct {
+		id               string
+		delivered, acked uint64
+	}
+	var fs []final
+	for _, p := range n.peers {
+		if p.delivered > p.stored || p.acked > p.ackStored || p.intent > p.delivered {
+			fs = append(fs, final{p.key, p.delivered, p.acked})
+		}
+	}
+	n.mu.Unlock()
+	return n.st.Update(func(tx *store.Tx) error {
+		for _, f := range fs {
+			rec, ok, err := tx.Peer(f.id)
 			if err != nil {
 				return err
 			}
-			pr.Hints = mergeHints(pr.Hints, hints)
-			if err := tx.PutPeer(key, pr); err != nil {
+			if !ok {
+				continue
+			}
+			// Every handler has returned: what was delivered is exact,
+			// so a restart marks nothing as a redelivery.
+			rec.Delivered = max(rec.Delivered, f.delivered)
+			rec.Intent = rec.Delivered
+			if err := tx.PutPeer(f.id, rec); err != nil {
+				return err
+			}
+			if _, err := tx.Ack(f.id, f.acked); err != nil {
 				return err
 			}
 		}
-		var err error
-		seq, err = tx.AppendOut(key, rec)
-		return err
+		return tx.SetLastActive(time.Now())
 	})
-	n.mu.Lock()
-	p.reserved--
-	if err == nil {
-		n.metrics.sends.Inc()
-		p.pending[seq] = outMsg{method, params}
-		p.lastSeq = max(p.lastSeq, seq)
-		n.updatePinLocked(p)
-		n.kickLocked(p)
-	}
-	n.mu.Unlock()
-	p.sendMu.RUnlock()
-	if err != nil {
-		return 0, fmt.Errorf("send to %s: %w", to, err)
-	}
-	return seq, nil
-}
-
-// maxHints caps the stored location hints per peer (upstream keeps them
-// unbounded, W16).
-const maxHints = 16
-
-func mergeHints(old, add []string) []string {
-	out := slices.Clone(old)
-	for _, h := range add {
-		if !slices.Contains(out, h) {
-			out = append(out, h)
-		}
-	}
-	if len(out) > maxHints {
-		out = out[len(out)-maxHints:]
-	}
-	return out
-}
-
-// outstandingLocked: unacknowledged messages that are not parked.
-func (p *peerState) outstandingLocked() bool {
-	return p.lastSeq > max(p.acked, p.parkedTo)
-}
-
-// updatePinLocked keeps the transport connected to peers with work.
-func (n *Node) updatePinLocked(p *peerState) {
-	want := p.outstandingLocked() && p.closed == nil
-	if want != p.pinned && !n.stopped {
-		p.pinned = want
-		n.tr.SetPinned(p.id, want)
-	}
-}
-
-// enter registers a goroutine of the node; false after Stop began.
-func (n *Node) enterLocked() bool {
-	if n.stopped {
-		return false
-	}
-	n.wg.Add(1)
-	return true
-}
-
-// kickLocked starts p's pump if it has something to write.
-func (n *Node) kickLocked(p *peerState) {
-	if p.pumping || !p.connected || p.closed != nil {
-		return
-	}
-	if p.next <= max(p.acked, p.parkedTo) {
-		p.next = max(p.acked, p.parkedTo) + 1
-	}
-	if _, ok := p.pending[p.next]; !ok {
-		return
-	}
-	if !n.enterLocked() {
-		return
-	}
-	p.pumping = true
-	go n.pump(p)
-}
-
-// pump writes p's window in order from p.next while the channel is open.
-func (n *Node) pump(p *peerState) {
-	defer n.wg.Done()
-	for {
-		n.mu.Lock()
-		if p.next <= max(p.acked, p.parkedTo) {
-			p.next = max(p.acked, p.parkedTo) + 1
-		}
-		m, ok := p.pending[p.next]
-		if n.stopped || !p.connected || p.closed != nil || !ok {
-			p.pumping = false
-			n.mu.Unlock()
-			return
-		}
-		seq, ack, gen := p.next, p.stored, p.chGen
-		n.mu.Unlock()
-
-		frame, err := wire.EncodeEnvelope(wire.Envelope{Seq: seq, Ack: ack, Method: m.method, Params: m.params})
-		var wrote uint64
-		if err == nil {
-			wrote, err = n.tr.TrySendOn(n.ctx, p.id, frame, gen)
-		}
-		n.mu.Lock()
-		if errors.Is(err, transport.ErrChannelChanged) {
-			// The channel was replaced: what we wrote on the old one may
-			// never be read. Resend from the last acknowledgement on the
-			// new one before anything newer, so a receiver that accepts
-			// gaps (JavaScript kernels, W1) does not skip those messages.
-			p.chGen = wrote
-			p.next = max(p.acked, p.parkedTo) + 1
-			n.metrics.retransmits.Inc()
-			n.mu.Unlock()
-			continue
-		}
-		if err == nil {
-			p.chGen = wrote
-		}
-		if err != nil {
-			p.pumping = false
-			if errors.Is(err, transport.ErrNotConnected) {
-				p.connected = false
-			} else if !errors.Is(err, transport.ErrStopped) && n.ctx.Err() == nil {
-				n.log.Debug("write failed; the window is resent on reconnection", "peer", p.id, "seq", seq, "err", err)
-			}
-			n.mu.Unlock()
-			return
-		}
-		p.ackSent = max(p.ackSent, ack)
-		if p.next == seq {
-			p.next++
-		}
-		n.armRetransmitLocked(p, false)
-		n.mu.Unlock()
-	}
-}
-
-// armRetransmitLocked starts the ack timer if messages are outstanding
-// (restart: stop a running one first, after progress).
-func (n *Node) armRetransmitLocked(p *peerState, restart bool) {
-	if restart && p.rtTimer != nil {
-		p.rtTimer.Stop()
-		p.rtTimer = nil
-	}
-	if p.rtTimer != nil || !p.outstandingLocked() || n.stopped {
-		return
-	}
-	d := n.opts.AckTimeout << min(p.rtRound, 20)
-	if d <= 0 || d > n.opts.AckTimeoutMax {
-		d = n.opts.AckTimeoutMax
-	}
-	p.rtGen++
-	gen := p.rtGen
-	p.rtTimer = time.AfterFunc(d, func() { n.retransmitDue(p, gen) })
-}
-
-// retransmitDue runs when no acknowledgement advanced for an ack timeout.
-func (n *Node) retransmitDue(p *peerState, gen uint64) {
-	n.mu.Lock()
-	if p.rtGen != gen || p.rtTimer == nil || !n.enterLocked() {
-		n.mu.Unlock()
-		return
-	}
-	defer n.wg.Done()
-	p.rtTimer = nil
-	if !p.outstandingLocked() {
-		n.mu.Unlock()
-		return
-	}
-	if !p.connected {
-		// Reconnection resends the window; the timer restarts then.
-		n.mu.Unlock()
-		return
-	}
-	p.rtRound++
-	if n.opts.MaxRetransmits > 0 && p.rtRound > n.opts.MaxRetransmits {
-		n.mu.Unlock()
-		n.giveUp(p, fmt.Errorf("%w after %d retransmissions", ErrNotAcknowledged, n.opts.MaxRetransmits))
-		return
-	}
-	n.metrics.retransmits.Inc()
-	n.log.Debug("ack timeout: resending the window", "peer", p.id, "from", p.acked+1, "to", p.lastSeq, "round", p.rtRound)
-	p.next = max(p.acked, p.parkedTo) + 1
-	n.kickLocked(p)
-	n.armRetransmitLocked(p, false)
-	n.mu.Unlock()
-}
-
-// handleAckLocked applies a cumulative acknowledgement.
-func (n *Node) handleAckLocked(p *peerState, a uint64) {
-	if a > p.lastSeq {
-		n.log.Warn("peer acknowledged messages never sent: clamped", "peer", p.id, "ack", a, "last", p.lastSeq)
-		a = p.lastSeq
-	}
-	if a <= p.acked {
-		return
-	}
-	from := p.acked + 1
-	for s := from; s <= a; s++ {
-		delete(p.pending, s)
-	}
-	n.metrics.acked.Add(float64(a - from + 1))
-	p.acked = a
-	if p.parkedTo <= a {
-		p.parkedTo = 0
-	}
-	close(p.room)
-	p.room = make(chan struct{})
-	p.rtRound = 0
-	n.armRetransmitLocked(p, true)
-	n.updatePinLocked(p)
-	n.events.push(Acknowledged{Peer: p.id, From: from, To: a})
-	if !p.persistingAck && n.enterLocked() {
-		p.persistingAck = true
-		go n.persistAcks(p)
-	}
-}
-
-// persistAcks writes p's acknowledgement to the log (deleting acknowledged
-// messages) until it has caught up. Losing it in a crash only means those
-// messages are resent and dropped as duplicates by the peer.
-func (n *Node) persistAcks(p *peerState) {
-	defer n.wg.Done()
-	for {
-		n.mu.Lock()
-		a := p.acked
-		if a <= p.ackStored || n.stopped {
-			p.persistingAck = false
-			n.mu.Unlock()
-			return
-		}
-		n.mu.Unlock()
-		err := n.st.Update(func(tx *store.Tx) error {
-			_, err := tx.Ack(p.id.String(), a)
-			return err
-		})
-		n.mu.Lock()
-		if err != nil {
-			p.persistingAck = false
-			n.mu.Unlock()
-			n.log.Error("persisting an acknowledgement failed; retried on the next one", "peer", p.id, "err", err)
-			return
-		}
-		p.ackStored = max(p.ackStored, a)
-		n.mu.Unlock()
-	}
 }

@@ -1,8 +1,8 @@
 package node
 
 import (
-	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -13,7 +13,8 @@ import (
 )
 
 // Options configures a Node. The zero value of every field means "use the
-// documented default".
+// documented default"; Start rejects nonsense (negative counts and
+// durations, a timeout above its maximum) with ErrInvalidOptions.
 type Options struct {
 	// Dir is the data directory (one bbolt file). Required. One process at a
 	// time may use it.
@@ -27,10 +28,9 @@ type Options struct {
 	KeySeed  string
 	Mnemonic string
 
-	// Transport configures the transport. KeySeed and IncarnationID are
-	// set by the node from the data directory; Logger defaults to the
-	// node's.
-	Transport transport.Options
+	// Transport configures the transport (the identity comes from Dir). Its
+	// Logger defaults to the node's.
+	Transport transport.Config
 
 	// Window is the most unacknowledged messages per peer. When it is
 	// full, Send blocks until the peer acknowledges or Send's context
@@ -46,7 +46,7 @@ type Options struct {
 	// advances, on an open channel, before retransmitting the window
 	// (go-back-N); it doubles after each retransmission without progress,
 	// up to AckTimeoutMax. Defaults 10 s (as upstream) and 2 min.
-	// Retransmission also happens at once after every reconnection.
+	// Retransmission also happens at once on every new channel.
 	AckTimeout    time.Duration
 	AckTimeoutMax time.Duration
 
@@ -94,14 +94,38 @@ type Options struct {
 	Store store.Options
 }
 
-func (o *Options) setDefaults() {
+// withDefaults checks o and returns it with zero fields set to their
+// defaults.
+func (o Options) withDefaults() (Options, error) {
+	bad := func(format string, a ...any) (Options, error) {
+		return o, fmt.Errorf("%w: %s", ErrInvalidOptions, fmt.Sprintf(format, a...))
+	}
+	if o.Dir == "" {
+		return bad("Dir is required")
+	}
+	for name, d := range map[string]time.Duration{
+		"AckDelay": o.AckDelay, "AckTimeout": o.AckTimeout, "AckTimeoutMax": o.AckTimeoutMax,
+		"ActiveInterval": o.ActiveInterval, "ClearFailuresAfter": o.ClearFailuresAfter,
+	} {
+		if d < 0 {
+			return bad("%s is negative (%v)", name, d)
+		}
+	}
+	for name, n := range map[string]int{
+		"Window": o.Window, "MaxRetransmits": o.MaxRetransmits, "GapTolerance": o.GapTolerance,
+		"IntentBatch": o.IntentBatch, "MaxIdlePeers": o.MaxIdlePeers,
+	} {
+		if n < 0 {
+			return bad("%s is negative (%d)", name, n)
+		}
+	}
 	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
+		if *d == 0 {
 			*d = v
 		}
 	}
 	defInt := func(d *int, v int) {
-		if *d <= 0 {
+		if *d == 0 {
 			*d = v
 		}
 	}
@@ -114,9 +138,19 @@ func (o *Options) setDefaults() {
 	defInt(&o.MaxIdlePeers, 1000)
 	def(&o.ActiveInterval, time.Minute)
 	def(&o.ClearFailuresAfter, time.Hour)
+	if o.AckTimeout > o.AckTimeoutMax {
+		return bad("AckTimeout %v is above AckTimeoutMax %v", o.AckTimeout, o.AckTimeoutMax)
+	}
+	if o.KeySeed != "" && o.Mnemonic != "" {
+		return bad("give a key seed or a mnemonic, not both")
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Transport.Logger == nil {
+		o.Transport.Logger = o.Logger
+	}
+	return o, nil
 }
 
 // Errors returned by the node. Test for them with errors.Is; returned errors
@@ -126,6 +160,8 @@ func (o *Options) setDefaults() {
 var (
 	// ErrStopped: the node was stopped.
 	ErrStopped = errors.New("node stopped")
+	// ErrInvalidOptions: Start was given options that make no sense.
+	ErrInvalidOptions = errors.New("invalid node options")
 	// ErrWindowFull: Send's context ended while the peer's window was full.
 	ErrWindowFull = errors.New("send window full")
 	// ErrIdentityMismatch: the data directory holds another identity than
@@ -136,110 +172,8 @@ var (
 	ErrNotAcknowledged = errors.New("messages not acknowledged")
 	// ErrPeerDenied: the peer is not allowed by Allow/Deny.
 	ErrPeerDenied = errors.New("peer denied")
-	// ErrInvalidMessage: the method or params cannot be sent.
+	// ErrInvalidMessage: the method, params or tag cannot be sent.
 	ErrInvalidMessage = errors.New("invalid message")
 	// ErrNothingParked: Resend or Discard found no parked messages.
 	ErrNothingParked = errors.New("no parked messages")
 )
-
-// Message is one inbound application message.
-type Message struct {
-	From   peer.ID
-	Seq    uint64
-	Method string
-	Params json.RawMessage
-	// Redelivery is true when the message may have been handed to the
-	// application before, by a process that crashed before recording its
-	// delivery. Messages are otherwise delivered exactly once, in order.
-	Redelivery bool
-}
-
-// Handler receives what the node delivers. Every field is optional.
-type Handler struct {
-	// OnMessage is called for each message in order, one at a time per
-	// peer, from that peer's read loop (a slow handler slows that peer
-	// down, never drops). The message counts as delivered when it returns
-	// nil. An error refuses it: it is not acknowledged, nothing after it
-	// from that peer is delivered, and the sender's next retransmission
-	// offers it again.
-	OnMessage func(Message) error
-	// OnEvent receives events in order from one goroutine.
-	OnEvent func(Event)
-}
-
-// Event is one of Acknowledged, GaveUp, Gap, PeerRestarted, StateChanged,
-// WakeDetected.
-type Event interface{ event() }
-
-// Acknowledged reports that the peer acknowledged messages From..To
-// (inclusive): they were delivered to its application and recorded.
-type Acknowledged struct {
-	Peer     peer.ID
-	From, To uint64
-}
-
-// Undelivered is a message handed back in a GaveUp event.
-type Undelivered struct {
-	Seq    uint64
-	Method string
-	Params json.RawMessage
-}
-
-// GaveUp reports that the node stopped sending the listed messages: Reason
-// wraps transport.ErrIntentionallyClosed, transport.ErrClosedByPeer,
-// transport.ErrPeerRestarted, transport.ErrRetriesExhausted or
-// ErrNotAcknowledged. The messages stay parked in the outbound log, holding
-// back later messages to the peer, until the application calls Resend or
-// Discard.
-type GaveUp struct {
-	Peer     peer.ID
-	Reason   error
-	Messages []Undelivered
-}
-
-// Gap reports that the peer's sequence skipped From..To for good (a sender
-// that gave up on them) and that the node accepted the gap after
-// GapTolerance receptions of the next message.
-type Gap struct {
-	Peer     peer.ID
-	From, To uint64
-}
-
-// PeerRestarted reports that the peer's incarnation changed: its state was
-// lost, the inbound state was reset and undelivered messages were handed
-// back in a GaveUp event.
-type PeerRestarted struct {
-	Peer              peer.ID
-	Previous, Current string
-}
-
-// StateChanged reports a peer's new connection state.
-type StateChanged struct{ Peer transport.PeerInfo }
-
-// WakeDetected reports a wall-clock jump: a sleep while running, or, with
-// AcrossRestart, a start long after the node was last active. Backoffs and
-// failure states were reset.
-type WakeDetected struct {
-	Gap           time.Duration
-	AcrossRestart bool
-}
-
-func (Acknowledged) event()  {}
-func (GaveUp) event()        {}
-func (Gap) event()           {}
-func (PeerRestarted) event() {}
-func (StateChanged) event()  {}
-func (WakeDetected) event()  {}
-
-// PeerStatus is a snapshot of one peer relationship.
-type PeerStatus struct {
-	transport.PeerInfo
-	// NextSeq is the last outbound sequence number assigned, Acked the
-	// highest acknowledged, Unacked how many are in the window, Parked how
-	// many wait for Resend or Discard.
-	NextSeq, Acked uint64
-	Unacked        int
-	Parked         int
-	// Delivered is the highest inbound sequence number delivered.
-	Delivered uint64
-}

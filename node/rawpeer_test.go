@@ -27,9 +27,7 @@ type rawPeer struct {
 func startRaw(t *testing.T, seed identity.Seed) *rawPeer {
 	t.Helper()
 	r := &rawPeer{inc: identity.NewIncarnationID()}
-	opts := fastOptions("").Transport
-	opts.KeySeed = seed
-	opts.IncarnationID = r.inc
+	opts := transport.Options{KeySeed: seed, IncarnationID: r.inc, Config: fastOptions("").Transport}
 	opts.Logger = testLogger()
 	tr, err := transport.Start(context.Background(), opts, transport.Handler{
 		OnMessage: func(_ peer.ID, msg []byte) {
@@ -201,5 +199,49 @@ func TestMalformedFrameDropped(t *testing.T) {
 	waitFor(t, 5*time.Second, "delivery", func() bool { return len(n.rec.messages()) == 1 })
 	if m := n.rec.messages()[0]; m.Seq != 1 {
 		t.Fatalf("delivered %+v", m)
+	}
+}
+
+// A peer restart decided on one channel while frames of the old incarnation
+// still arrive on another: inbound processing and the reset never
+// interleave (recvMu), so the restarted peer's seq 1 is delivered, not taken
+// for a duplicate of the old incarnation's messages. Run under -race.
+func TestRestartWhileOldChannelDelivers(t *testing.T) {
+	for round := range 5 {
+		n := start(t, fastOptions(t.TempDir()))
+		seed := identity.Seed{0x57, byte(round)}
+		old := startRaw(t, seed)
+		old.send(t, n, env(1))
+		waitFor(t, 5*time.Second, "first delivery", func() bool { return len(n.rec.messages()) == 1 })
+		stopFlood := make(chan struct{})
+		flooded := make(chan struct{})
+		go func() {
+			defer close(flooded)
+			for s := 2; s < 2000; s++ {
+				select {
+				case <-stopFlood:
+					return
+				default:
+				}
+				if err := old.TrySend(context.Background(), n.PeerID(), []byte(env(s))); err != nil {
+					return
+				}
+			}
+		}()
+		restarted := startRaw(t, seed) // same identity, new incarnation
+		restarted.send(t, n, `{"seq":1,"method":"deliver","params":["after restart"]}`)
+		waitFor(t, 10*time.Second, "the restarted peer's first message", func() bool {
+			for _, m := range n.rec.messages() {
+				if m.Seq == 1 && string(m.Params) == `["after restart"]` {
+					return true
+				}
+			}
+			return false
+		})
+		close(stopFlood)
+		<-flooded
+		if r := eventsOf[PeerRestarted](n.rec); len(r) != 1 || r[0].Current != restarted.inc {
+			t.Fatalf("round %d: restarts %+v", round, r)
+		}
 	}
 }

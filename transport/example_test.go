@@ -11,7 +11,7 @@ import (
 )
 
 // Two transports on loopback: Alice sends Bob a message, using Bob's listen
-// address as a hint.
+// address as a hint. Send dials Bob, waits for the channel and writes.
 func Example() {
 	ctx := context.Background()
 	start := func(h transport.Handler) *transport.Transport {
@@ -19,7 +19,7 @@ func Example() {
 		t, err := transport.Start(ctx, transport.Options{
 			KeySeed:       seed,
 			IncarnationID: identity.NewIncarnationID(),
-			ListenAddrs:   []string{"/ip4/127.0.0.1/tcp/0"},
+			Config:        transport.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}},
 		}, h)
 		if err != nil {
 			panic(err)

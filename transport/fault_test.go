@@ -60,7 +60,9 @@ func TestSilentPartition(t *testing.T) {
 		o.DialTimeout = time.Second
 	})
 	hint := proxy.Multiaddr().String() + "/p2p/" + b.PeerID().String()
-	a.RegisterHints(b.PeerID(), hint)
+	if err := a.RegisterHints(b.PeerID(), hint); err != nil {
+		t.Fatal(err)
+	}
 	a.SetPinned(b.PeerID(), true)
 	waitFor(t, 5*time.Second, "connected through the proxy", func() bool { return a.state(b.PeerID()) == StateConnected })
 
@@ -72,9 +74,10 @@ func TestSilentPartition(t *testing.T) {
 	if detected > 2*time.Second {
 		t.Errorf("partition detected after %v, want within about LivenessInterval+LivenessTimeout", detected)
 	}
-	// Sends during the partition are queued, not lost.
-	sendAll(t, a, b.PeerID(), []string{"during-1", "during-2"})
+	// Sends during the partition wait for the link to come back.
+	done := sendAllLater(a, b.PeerID(), []string{"during-1", "during-2"})
 	proxy.Heal()
+	waitSent(t, done)
 	waitMessages(t, b, a.PeerID(), []string{"during-1", "during-2"})
 	if a.state(b.PeerID()) != StateConnected {
 		t.Errorf("after heal A sees %v", a.state(b.PeerID()))
@@ -102,7 +105,7 @@ func TestWakeCutsBackoffShort(t *testing.T) {
 	bOpts := fastOptions(newSeed())
 	bOpts.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))}
 	hint := bOpts.ListenAddrs[0] + "/p2p/" + bOpts.KeySeed.PeerID().String()
-	sendAll(t, a, bOpts.KeySeed.PeerID(), []string{"m"}, hint)
+	done := sendAllLater(a, bOpts.KeySeed.PeerID(), []string{"m"}, hint)
 	// The first attempt fails at once (nothing listens); the second waits.
 	waitFor(t, 5*time.Second, "a long backoff wait", func() bool {
 		for _, p := range a.Peers() {
@@ -114,6 +117,7 @@ func TestWakeCutsBackoffShort(t *testing.T) {
 	})
 	b := startWith(t, bOpts)
 	clock.jump(2 * time.Hour)
+	waitSent(t, done)
 	waitMessages(t, b, a.PeerID(), []string{"m"})
 	if len(a.rec.eventsOf(func(e Event) bool { _, ok := e.(WakeDetected); return ok })) == 0 {
 		t.Error("no WakeDetected event")
@@ -280,17 +284,17 @@ func TestRawStreamAttacks(t *testing.T) {
 // Stop in every phase returns promptly, leaves no goroutine (TestMain's
 // goleak) and returns the queued messages.
 func TestStopDuringPhases(t *testing.T) {
-	phases := map[string]func(t *testing.T, a *node) peer.ID{
-		"dialing a silent address": func(t *testing.T, a *node) peer.ID {
+	phases := map[string]func(t *testing.T, a *node) <-chan error{
+		"dialing a silent address": func(t *testing.T, a *node) <-chan error {
 			// A proxy that blackholes: the TCP connect works, security never completes.
 			b := startNode(t, nil)
 			proxy := testnet.NewProxy(t, proxyTarget(t, b.addr(t)))
 			proxy.Blackhole()
-			sendAll(t, a, b.PeerID(), []string{"q"}, proxy.Multiaddr().String()+"/p2p/"+b.PeerID().String())
+			done := sendAllLater(a, b.PeerID(), []string{"q"}, proxy.Multiaddr().String()+"/p2p/"+b.PeerID().String())
 			waitFor(t, 5*time.Second, "dialing", func() bool { return a.state(b.PeerID()) == StateConnecting })
-			return b.PeerID()
+			return done
 		},
-		"handshaking with a silent peer": func(t *testing.T, a *node) peer.ID {
+		"handshaking with a silent peer": func(t *testing.T, a *node) <-chan error {
 			x, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
 			if err != nil {
 				t.Fatal(err)
@@ -298,15 +302,15 @@ func TestStopDuringPhases(t *testing.T) {
 			t.Cleanup(func() { x.Close() })
 			x.SetStreamHandler(wire.ProtocolID, func(s network.Stream) { io.Copy(io.Discard, s) })
 			hint := x.Addrs()[0].String() + "/p2p/" + x.ID().String()
-			sendAll(t, a, x.ID(), []string{"q"}, hint)
+			done := sendAllLater(a, x.ID(), []string{"q"}, hint)
 			waitFor(t, 5*time.Second, "handshake in progress", func() bool {
 				return whateverStreams(a, x.ID()) == 1
 			})
-			return x.ID()
+			return done
 		},
-		"in a backoff wait": func(t *testing.T, a *node) peer.ID {
+		"in a backoff wait": func(t *testing.T, a *node) <-chan error {
 			target := newSeed().PeerID()
-			sendAll(t, a, target, []string{"q"}, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", freePort(t), target))
+			done := sendAllLater(a, target, []string{"q"}, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", freePort(t), target))
 			waitFor(t, 5*time.Second, "waiting", func() bool {
 				for _, p := range a.Peers() {
 					if p.Attempt >= 2 {
@@ -315,7 +319,7 @@ func TestStopDuringPhases(t *testing.T) {
 				}
 				return false
 			})
-			return target
+			return done
 		},
 	}
 	for name, setup := range phases {
@@ -327,7 +331,7 @@ func TestStopDuringPhases(t *testing.T) {
 				o.ReconnectMaxDelay = time.Minute
 				o.backoffRand = func() float64 { return 0.9 }
 			})
-			target := setup(t, a)
+			done := setup(t, a)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			start := time.Now()
@@ -337,9 +341,13 @@ func TestStopDuringPhases(t *testing.T) {
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("Stop took %v", d)
 			}
-			g := a.rec.giveUps(target)
-			if len(g) != 1 || len(g[0].Messages) != 1 || !errors.Is(g[0].Reason, ErrStopped) {
-				t.Fatalf("give-ups %+v, want the queued message with ErrStopped", g)
+			select {
+			case err := <-done:
+				if !errors.Is(err, ErrStopped) {
+					t.Fatalf("the waiting Send returned %v, want ErrStopped", err)
+				}
+			default:
+				t.Fatal("Stop returned before the waiting Send did")
 			}
 		})
 	}
@@ -372,12 +380,13 @@ func TestRelayRestart(t *testing.T) {
 
 	r.Stop()
 	waitFor(t, 5*time.Second, "A notices", func() bool { return a.state(b.PeerID()) != StateConnected })
-	sendAll(t, a, b.PeerID(), []string{"queued during relay outage"})
+	done := sendAllLater(a, b.PeerID(), []string{"sent during relay outage"})
 	r.Start()
 	waitFor(t, 10*time.Second, "reservations again", func() bool {
 		return a.Relays()[0].Reserved && b.Relays()[0].Reserved
 	})
-	waitMessages(t, b, a.PeerID(), []string{"via relay", "queued during relay outage"})
+	waitSent(t, done)
+	waitMessages(t, b, a.PeerID(), []string{"via relay", "sent during relay outage"})
 	sendAll(t, b, a.PeerID(), []string{"back"})
 	waitMessages(t, a, b.PeerID(), []string{"back"})
 }
@@ -424,7 +433,7 @@ func TestConnectionLimit(t *testing.T) {
 	second := startNode(t, nil)
 	sendAll(t, first, b.PeerID(), []string{"1"}, b.addr(t))
 	waitMessages(t, b, first.PeerID(), []string{"1"})
-	sendAll(t, second, b.PeerID(), []string{"2"}, b.addr(t))
+	done := sendAllLater(second, b.PeerID(), []string{"2"}, b.addr(t))
 	waitFor(t, 5*time.Second, "second refused", func() bool {
 		for _, p := range second.Peers() {
 			if p.ID == b.PeerID() && p.Attempt >= 2 && p.LastError != "" {
@@ -440,5 +449,6 @@ func TestConnectionLimit(t *testing.T) {
 	if err := first.Close(b.PeerID()); err != nil {
 		t.Fatal(err)
 	}
+	waitSent(t, done)
 	waitMessages(t, b, second.PeerID(), []string{"2"})
 }

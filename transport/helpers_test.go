@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/goleak"
 
 	"github.com/ocapnet/ocapnet/identity"
+	"github.com/ocapnet/ocapnet/internal/testutil"
 )
 
 func testLogger() *slog.Logger {
@@ -24,13 +26,7 @@ func testLogger() *slog.Logger {
 }
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// Process-wide singletons of go-libp2p's dependencies, started once
-		// and never stopped; not goroutines of ours.
-		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
-		goleak.IgnoreTopFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
-		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-	)
+	goleak.VerifyTestMain(m, testutil.Libp2pSingletons()...)
 }
 
 // recorder is a Handler that records everything for assertions.
@@ -38,20 +34,15 @@ type recorder struct {
 	mu         sync.Mutex
 	msgs       map[peer.ID][]string
 	events     []Event
-	handshakes map[peer.ID]int
-	restart    func(peer.ID, string) bool
-	changed    chan struct{}
+	handshakes map[peer.ID][]string // incarnations, in order
+	channels   map[peer.ID][]uint64 // generations from OnChannel, in order
+	ended      map[peer.ID][]error  // OnLinkEnded reasons
+	onChannel  func(peer.ID, uint64) // called from OnChannel when set (before traffic)
 }
 
 func newRecorder() *recorder {
-	return &recorder{msgs: map[peer.ID][]string{}, handshakes: map[peer.ID]int{}, changed: make(chan struct{}, 1)}
-}
-
-func (r *recorder) signal() {
-	select {
-	case r.changed <- struct{}{}:
-	default:
-	}
+	return &recorder{msgs: map[peer.ID][]string{}, handshakes: map[peer.ID][]string{},
+		channels: map[peer.ID][]uint64{}, ended: map[peer.ID][]error{}}
 }
 
 func (r *recorder) handler() Handler {
@@ -60,25 +51,45 @@ func (r *recorder) handler() Handler {
 			r.mu.Lock()
 			r.msgs[from] = append(r.msgs[from], string(msg))
 			r.mu.Unlock()
-			r.signal()
 		},
 		OnHandshake: func(p peer.ID, inc string) (bool, error) {
 			r.mu.Lock()
-			r.handshakes[p]++
-			f := r.restart
+			r.handshakes[p] = append(r.handshakes[p], inc)
+			r.mu.Unlock()
+			return false, nil
+		},
+		OnChannel: func(p peer.ID, gen uint64) {
+			r.mu.Lock()
+			r.channels[p] = append(r.channels[p], gen)
+			f := r.onChannel
 			r.mu.Unlock()
 			if f != nil {
-				return f(p, inc), nil
+				f(p, gen)
 			}
-			return false, nil
+		},
+		OnLinkEnded: func(p peer.ID, reason error) {
+			r.mu.Lock()
+			r.ended[p] = append(r.ended[p], reason)
+			r.mu.Unlock()
 		},
 		OnEvent: func(e Event) {
 			r.mu.Lock()
 			r.events = append(r.events, e)
 			r.mu.Unlock()
-			r.signal()
 		},
 	}
+}
+
+func (r *recorder) linkEnded(p peer.ID) []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]error(nil), r.ended[p]...)
+}
+
+func (r *recorder) handshakesFrom(p peer.ID) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.handshakes[p]...)
 }
 
 func (r *recorder) messages(from peer.ID) []string {
@@ -99,14 +110,6 @@ func (r *recorder) eventsOf(match func(Event) bool) []Event {
 	return out
 }
 
-func (r *recorder) giveUps(p peer.ID) []GaveUp {
-	var out []GaveUp
-	for _, e := range r.eventsOf(func(e Event) bool { g, ok := e.(GaveUp); return ok && g.Peer == p }) {
-		out = append(out, e.(GaveUp))
-	}
-	return out
-}
-
 func (r *recorder) sawState(p peer.ID, s State) bool {
 	return len(r.eventsOf(func(e Event) bool {
 		c, ok := e.(StateChanged)
@@ -114,17 +117,7 @@ func (r *recorder) sawState(p peer.ID, s State) bool {
 	})) > 0
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for the condition
-	}
-}
+var waitFor = testutil.WaitFor
 
 // node is a transport under test with its recorder.
 type node struct {
@@ -138,19 +131,24 @@ type node struct {
 // fastOptions are options with short timers for tests.
 func fastOptions(seed identity.Seed) Options {
 	return Options{
-		KeySeed:            seed,
-		IncarnationID:      identity.NewIncarnationID(),
-		ListenAddrs:        []string{"/ip4/127.0.0.1/tcp/0"},
-		ReconnectBaseDelay: 20 * time.Millisecond,
-		ReconnectMaxDelay:  200 * time.Millisecond,
-		HandshakeTimeout:   2 * time.Second,
-		WriteTimeout:       2 * time.Second,
-		DialTimeout:        3 * time.Second,
-		LivenessInterval:   -1,
-		WakeInterval:       -1,
-		Logger:             testLogger(),
+		KeySeed:       seed,
+		IncarnationID: identity.NewIncarnationID(),
+		Config: Config{
+			ListenAddrs:        []string{"/ip4/127.0.0.1/tcp/0"},
+			ReconnectBaseDelay: 20 * time.Millisecond,
+			ReconnectMaxDelay:  200 * time.Millisecond,
+			HandshakeTimeout:   2 * time.Second,
+			WriteTimeout:       2 * time.Second,
+			DialTimeout:        3 * time.Second,
+			LivenessInterval:   -1,
+			WakeInterval:       -1,
+			Logger:             testLogger(),
+		},
 	}
 }
+
+// Host is the transport's libp2p host, for tests.
+func (n *node) Host() host.Host { return n.h }
 
 func newSeed() identity.Seed {
 	s, err := identity.RandomSeed()
@@ -218,12 +216,42 @@ func numbered(prefix string, n int) []string {
 	return out
 }
 
+// sendAll sends msgs in order, each Send waiting (up to 20 s) for a channel.
 func sendAll(t *testing.T, from *node, to peer.ID, msgs []string, hints ...string) {
 	t.Helper()
+	if err := sendAllErr(from, to, msgs, hints...); err != nil {
+		t.Error(err)
+	}
+}
+
+func sendAllErr(from *node, to peer.ID, msgs []string, hints ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	for _, m := range msgs {
-		if err := from.Send(context.Background(), to, []byte(m), hints...); err != nil {
-			t.Fatalf("Send %s: %v", m, err)
+		if err := from.Send(ctx, to, []byte(m), hints...); err != nil {
+			return fmt.Errorf("Send %s: %w", m, err)
 		}
+	}
+	return nil
+}
+
+// sendAllLater runs sendAll in the background (for sends that wait for a
+// peer to come back); the returned channel yields its result.
+func sendAllLater(from *node, to peer.ID, msgs []string, hints ...string) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- sendAllErr(from, to, msgs, hints...) }()
+	return done
+}
+
+func waitSent(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("sends did not complete")
 	}
 }
 

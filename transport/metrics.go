@@ -7,7 +7,6 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	msgsIn, msgsOut   prometheus.Counter
 	bytesIn, bytesOut prometheus.Counter
-	queued            prometheus.Gauge
 	attempts          prometheus.Counter
 	giveUps           *prometheus.CounterVec
 	oversize          prometheus.Counter
@@ -21,14 +20,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		msgsOut:           prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_messages_sent_total", Help: "Application frames written."}),
 		bytesIn:           prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_bytes_received_total", Help: "Application payload bytes received."}),
 		bytesOut:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_bytes_sent_total", Help: "Application payload bytes written."}),
-		queued:            prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocapnet_transport_queued_messages", Help: "Messages queued for unreachable peers."}),
 		attempts:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_connection_attempts_total", Help: "Connection and reconnection attempts."}),
-		giveUps:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocapnet_transport_giveups_total", Help: "Give-up events by reason."}, []string{"reason"}),
+		giveUps:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocapnet_transport_giveups_total", Help: "Links that ended: closed here, closed by the peer, retries exhausted, fatal errors."}, []string{"reason"}),
 		oversize:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_oversize_frames_total", Help: "Inbound frames over the size limit (the channel was closed)."}),
 		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_handshake_failures_total", Help: "Failed or rejected handshakes."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.queued, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
 	}
 	return m
 }

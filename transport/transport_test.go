@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/ocapnet/ocapnet/wire"
 )
 
 func TestExchangeBothWays(t *testing.T) {
@@ -28,7 +30,7 @@ func TestExchangeBothWays(t *testing.T) {
 		t.Errorf("A sees B %v, want connected", got)
 	}
 	infos := b.Peers()
-	if len(infos) != 1 || infos[0].Incarnation != a.inc || len(infos[0].Features) != 1 || infos[0].Features[0] != FeatureClose {
+	if len(infos) != 1 || infos[0].Incarnation != a.inc || len(infos[0].Features) != 1 || infos[0].Features[0] != wire.FeatureClose {
 		t.Errorf("B's peer info %+v: want A's incarnation %s and feature close", infos, a.inc)
 	}
 }
@@ -55,16 +57,13 @@ func TestConcurrentFirstSendsOneHandshake(t *testing.T) {
 			t.Fatalf("a handshake frame reached the application: %s", m)
 		}
 	}
-	b.rec.mu.Lock()
-	hs := b.rec.handshakes[a.PeerID()]
-	b.rec.mu.Unlock()
-	if hs != 1 {
+	if hs := len(b.rec.handshakesFrom(a.PeerID())); hs != 1 {
 		t.Errorf("B saw %d handshakes from A, want exactly 1 (W8)", hs)
 	}
 }
 
 func TestSendChecks(t *testing.T) {
-	a := startNode(t, func(o *Options) { o.MaxMessageSize = 1000; o.MaxQueue = 3 })
+	a := startNode(t, func(o *Options) { o.MaxMessageSize = 1000 })
 	unreachable := newSeed().PeerID()
 	if err := a.Send(context.Background(), unreachable, make([]byte, 1001)); !errors.Is(err, ErrMessageTooLarge) {
 		t.Errorf("oversize send: %v, want ErrMessageTooLarge", err)
@@ -72,50 +71,72 @@ func TestSendChecks(t *testing.T) {
 	if err := a.Send(context.Background(), unreachable, []byte("x"), "not a multiaddr"); !errors.Is(err, ErrInvalidPeer) {
 		t.Errorf("bad hint: %v, want ErrInvalidPeer", err)
 	}
-	// An unreachable peer (a closed port): messages queue up to MaxQueue.
-	hint := "/ip4/127.0.0.1/tcp/1/p2p/" + unreachable.String()
-	for i := range 3 {
-		if err := a.Send(context.Background(), unreachable, []byte(fmt.Sprint(i)), hint); err != nil {
-			t.Fatalf("queueing message %d: %v", i, err)
-		}
-	}
-	if err := a.Send(context.Background(), unreachable, []byte("3")); !errors.Is(err, ErrQueueFull) {
-		t.Errorf("fourth send: %v, want ErrQueueFull", err)
-	}
 	if err := a.TrySend(context.Background(), unreachable, []byte("x")); !errors.Is(err, ErrNotConnected) {
 		t.Errorf("TrySend: %v, want ErrNotConnected", err)
 	}
-	var depth int
-	for _, p := range a.Peers() {
-		if p.ID == unreachable {
-			depth = p.QueueDepth
-		}
-	}
-	if depth != 3 {
-		t.Errorf("queue depth %d, want 3 (older messages kept)", depth)
-	}
-	// Stop returns the queued messages, in order.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// An unreachable peer (a closed port): Send waits for a channel for as
+	// long as its context allows, and says so; nothing is queued.
+	hint := "/ip4/127.0.0.1/tcp/1/p2p/" + unreachable.String()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if err := a.Stop(ctx); err != nil {
+	if err := a.Send(ctx, unreachable, []byte("x"), hint); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("send to an unreachable peer: %v, want the context's deadline", err)
+	}
+	// A Send waiting when Stop comes gets ErrStopped.
+	waiting := sendAllLater(a, unreachable, []string{"waiting"})
+	waitFor(t, 5*time.Second, "a Send waiting", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		p := a.peers[unreachable]
+		return p != nil && p.waiters == 1
+	})
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stopCancel()
+	if err := a.Stop(stopCtx); err != nil {
 		t.Fatal(err)
 	}
-	g := a.rec.giveUps(unreachable)
-	if len(g) != 1 || !errors.Is(g[0].Reason, ErrStopped) || len(g[0].Messages) != 3 || string(g[0].Messages[0]) != "0" || string(g[0].Messages[2]) != "2" {
-		t.Fatalf("give-ups at stop: %+v", g)
+	select {
+	case err := <-waiting:
+		if !errors.Is(err, ErrStopped) {
+			t.Errorf("waiting send at Stop: %v, want ErrStopped", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting Send did not return at Stop")
 	}
 	if err := a.Send(context.Background(), unreachable, []byte("late")); !errors.Is(err, ErrStopped) {
 		t.Errorf("send after stop: %v, want ErrStopped", err)
 	}
-	if err := a.Stop(ctx); err != nil {
+	if err := a.Stop(stopCtx); err != nil {
 		t.Errorf("second Stop: %v", err)
 	}
 }
 
+func TestInvalidOptions(t *testing.T) {
+	for name, mod := range map[string]func(*Options){
+		"no incarnation":      func(o *Options) { o.IncarnationID = "" },
+		"negative timeout":    func(o *Options) { o.WriteTimeout = -time.Second },
+		"negative count":      func(o *Options) { o.MaxConnections = -1 },
+		"base above max":      func(o *Options) { o.ReconnectBaseDelay, o.ReconnectMaxDelay = time.Minute, time.Second },
+		"relay base over max": func(o *Options) { o.RelayRedialBase = 2 * time.Minute },
+		"relay without /p2p/": func(o *Options) { o.Relays = []string{"/ip4/127.0.0.1/tcp/1"} },
+		"negative rate":       func(o *Options) { o.InboundRate = -1 },
+	} {
+		opts := fastOptions(newSeed())
+		mod(&opts)
+		if tr, err := Start(context.Background(), opts, Handler{}); !errors.Is(err, ErrInvalidOptions) {
+			if tr != nil {
+				tr.Stop(context.Background())
+			}
+			t.Errorf("%s: Start = %v, want ErrInvalidOptions", name, err)
+		}
+	}
+}
+
 // A peer process stopped and restarted with the same seed and incarnation
-// (same data directory) while messages are queued: all are delivered, in
-// order, exactly once.
-func TestPeerRestartSameIncarnationDeliversQueue(t *testing.T) {
+// (same data directory) while a Send waits: the Send completes on the new
+// channel, every message arrives in order, exactly once, and the layer above
+// learns of the new channel with a new generation.
+func TestPeerRestartSameIncarnationSendWaits(t *testing.T) {
 	a := startNode(t, nil)
 	bSeed := newSeed()
 	port := freePort(t)
@@ -133,19 +154,23 @@ func TestPeerRestartSameIncarnationDeliversQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "A to notice B is gone", func() bool { return a.state(b.PeerID()) != StateConnected })
-	queued := numbered("queued", 30)
-	sendAll(t, a, b.PeerID(), queued)
-
+	later := numbered("later", 30)
+	done := sendAllLater(a, b.PeerID(), later)
 	b2 := startWith(t, bOpts) // same seed, incarnation and port
-	waitMessages(t, b2, a.PeerID(), queued)
-	if r := a.rec.eventsOf(func(e Event) bool { _, ok := e.(PeerRestarted); return ok }); len(r) != 0 {
-		t.Errorf("a plain process restart was reported as a peer restart: %v", r)
+	waitSent(t, done)
+	waitMessages(t, b2, a.PeerID(), later)
+	a.rec.mu.Lock()
+	gens := a.rec.channels[b.PeerID()]
+	a.rec.mu.Unlock()
+	if len(gens) != 2 || gens[1] <= gens[0] {
+		t.Errorf("OnChannel generations %v, want two increasing ones", gens)
 	}
 }
 
-// A peer that comes back with a new incarnation lost its state: A reports
-// it and hands the messages queued for the old incarnation back.
-func TestPeerRestartNewIncarnation(t *testing.T) {
+// A peer that comes back with a new incarnation: the transport reports the
+// incarnation to the layer above in OnHandshake (which decides what a
+// restart means) and in PeerInfo; the link keeps working.
+func TestPeerNewIncarnationReported(t *testing.T) {
 	a := startNode(t, nil)
 	bOpts := fastOptions(newSeed())
 	bOpts.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))}
@@ -158,22 +183,17 @@ func TestPeerRestartNewIncarnation(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "A to notice B is gone", func() bool { return a.state(b.PeerID()) != StateConnected })
-	sendAll(t, a, b.PeerID(), []string{"old-1", "old-2"})
 	bOpts.IncarnationID = "new-incarnation"
+	done := sendAllLater(a, b.PeerID(), []string{"after"})
 	b2 := startWith(t, bOpts)
-	waitFor(t, 10*time.Second, "PeerRestarted", func() bool {
-		return len(a.rec.eventsOf(func(e Event) bool { r, ok := e.(PeerRestarted); return ok && r.Current == "new-incarnation" })) == 1
-	})
-	// The give-up is pushed right after PeerRestarted; the recorder may see
-	// it a moment later.
-	waitFor(t, 5*time.Second, "give-up", func() bool { return len(a.rec.giveUps(b.PeerID())) > 0 })
-	g := a.rec.giveUps(b.PeerID())
-	if len(g) != 1 || !errors.Is(g[0].Reason, ErrPeerRestarted) || len(g[0].Messages) != 2 || string(g[0].Messages[0]) != "old-1" {
-		t.Fatalf("give-ups: %+v, want the two queued messages with ErrPeerRestarted", g)
-	}
-	// The link works with the new incarnation.
-	sendAll(t, a, b.PeerID(), []string{"after"})
+	waitSent(t, done)
 	waitMessages(t, b2, a.PeerID(), []string{"after"})
+	if hs := a.rec.handshakesFrom(b.PeerID()); len(hs) != 2 || hs[0] != b.inc || hs[1] != "new-incarnation" {
+		t.Errorf("incarnations reported in OnHandshake: %v", hs)
+	}
+	if got := a.Peer(b.PeerID()).Incarnation; got != "new-incarnation" {
+		t.Errorf("PeerInfo.Incarnation %q", got)
+	}
 }
 
 func TestCloseTellsPeer(t *testing.T) {
@@ -215,24 +235,41 @@ func TestCloseTellsPeer(t *testing.T) {
 	waitMessages(t, a, b.PeerID(), []string{"hi back", "again"})
 }
 
-func TestCloseReturnsQueuedMessages(t *testing.T) {
+// Close ends a Send waiting for a channel with ErrIntentionallyClosed, and
+// OnLinkEnded has run when Close returns.
+func TestCloseEndsWaitingSend(t *testing.T) {
 	a := startNode(t, nil)
 	target := newSeed().PeerID()
 	hint := "/ip4/127.0.0.1/tcp/1/p2p/" + target.String()
-	sendAll(t, a, target, []string{"m1", "m2"}, hint)
+	done := sendAllLater(a, target, []string{"m1"}, hint)
+	waitFor(t, 5*time.Second, "a Send waiting", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		p := a.peers[target]
+		return p != nil && p.waiters == 1
+	})
 	if err := a.Close(target); err != nil {
 		t.Fatal(err)
 	}
-	g := a.rec.giveUps(target)
-	waitFor(t, 2*time.Second, "give-up event", func() bool { g = a.rec.giveUps(target); return len(g) == 1 })
-	if !errors.Is(g[0].Reason, ErrIntentionallyClosed) || len(g[0].Messages) != 2 {
-		t.Fatalf("give-up %+v", g[0])
+	if ended := a.rec.linkEnded(target); len(ended) != 1 || !errors.Is(ended[0], ErrIntentionallyClosed) {
+		t.Fatalf("OnLinkEnded after Close returned: %v", ended)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrIntentionallyClosed) {
+			t.Fatalf("waiting Send: %v, want ErrIntentionallyClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting Send did not return at Close")
+	}
+	if err := a.Admit(target); !errors.Is(err, ErrIntentionallyClosed) {
+		t.Errorf("Admit after Close: %v", err)
 	}
 }
 
 // A refused address: the peer is reported failed after FailureThreshold
-// identical errors spanning FailureMinDuration, and with MaxRetryAttempts a
-// give-up returns the queued messages.
+// identical errors spanning FailureMinDuration, and with MaxRetryAttempts
+// the transport gives up: OnLinkEnded and the waiting Send say why.
 func TestRefusedAddressFailsThenGivesUp(t *testing.T) {
 	a := startNode(t, func(o *Options) {
 		o.MaxRetryAttempts = 5
@@ -244,20 +281,31 @@ func TestRefusedAddressFailsThenGivesUp(t *testing.T) {
 	target := newSeed().PeerID()
 	port := freePort(t) // nothing listens there: ECONNREFUSED
 	hint := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, target)
-	sendAll(t, a, target, []string{"q1", "q2"}, hint)
-	waitFor(t, 10*time.Second, "give-up", func() bool { return len(a.rec.giveUps(target)) == 1 })
-	g := a.rec.giveUps(target)[0]
-	if !errors.Is(g.Reason, ErrRetriesExhausted) || len(g.Messages) != 2 {
-		t.Fatalf("give-up %+v", g)
+	done := sendAllLater(a, target, []string{"q1"}, hint)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Send did not give up")
 	}
-	if !strings.Contains(g.Reason.Error(), "refused") {
-		t.Errorf("give-up reason %q does not name the error", g.Reason)
+	if !errors.Is(err, ErrRetriesExhausted) || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("Send: %v, want ErrRetriesExhausted naming the error", err)
+	}
+	if ended := a.rec.linkEnded(target); len(ended) != 1 || !errors.Is(ended[0], ErrRetriesExhausted) {
+		t.Fatalf("OnLinkEnded: %v", ended)
 	}
 	if !a.rec.sawState(target, StateFailed) {
 		t.Errorf("the peer was never reported failed")
 	}
 	if a.state(target) != StateGaveUp {
 		t.Errorf("state %v, want gave-up", a.state(target))
+	}
+	// Admit (an application send) starts a new session.
+	if err := a.Admit(target); err != nil {
+		t.Fatal(err)
+	}
+	if a.state(target) == StateGaveUp {
+		t.Error("Admit left the peer given up")
 	}
 }
 
@@ -272,7 +320,10 @@ func TestFailureNeedsMinimumDuration(t *testing.T) {
 	})
 	target := newSeed().PeerID()
 	hint := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", freePort(t), target)
-	sendAll(t, a, target, []string{"q"}, hint)
+	if err := a.RegisterHints(target, hint); err != nil {
+		t.Fatal(err)
+	}
+	a.SetPinned(target, true)
 	waitFor(t, 10*time.Second, "many attempts", func() bool {
 		for _, p := range a.Peers() {
 			if p.ID == target && p.Attempt >= 10 {
@@ -314,7 +365,9 @@ func TestPinnedPeerRedialled(t *testing.T) {
 	bOpts := fastOptions(newSeed())
 	bOpts.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))}
 	b := startWith(t, bOpts)
-	a.RegisterHints(b.PeerID(), b.addr(t))
+	if err := a.RegisterHints(b.PeerID(), b.addr(t)); err != nil {
+		t.Fatal(err)
+	}
 	a.SetPinned(b.PeerID(), true)
 	waitFor(t, 5*time.Second, "connected", func() bool { return a.state(b.PeerID()) == StateConnected })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -350,7 +403,9 @@ func TestTrySendOnGeneration(t *testing.T) {
 	bOpts.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))}
 	b := startWith(t, bOpts)
 	a.SetPinned(b.PeerID(), true)
-	a.RegisterHints(b.PeerID(), b.addr(t))
+	if err := a.RegisterHints(b.PeerID(), b.addr(t)); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	var gen uint64
 	waitFor(t, 5*time.Second, "a channel", func() bool {
@@ -382,36 +437,112 @@ func TestTrySendOnGeneration(t *testing.T) {
 	waitMessages(t, b2, a.PeerID(), []string{"four"})
 }
 
-// Stale cleanup forgets idle peers but never one that is reconnecting with
-// queued messages, a pinned one, or a closed one (upstream W10, W11).
+// Stale cleanup forgets idle peers but never one with a Send waiting, a
+// pinned one, or a closed one (upstream W10, W11).
 func TestStaleCleanup(t *testing.T) {
 	a := startNode(t, func(o *Options) {
 		o.StalePeerTimeout = 50 * time.Millisecond
 		o.CleanupInterval = 20 * time.Millisecond
-		o.ReconnectBaseDelay = time.Hour // keep the queued peer waiting
+		o.ReconnectBaseDelay = time.Hour // keep the waiting peer waiting
 		o.ReconnectMaxDelay = time.Hour
 	})
-	idle, queued, pinned, closed := newSeed().PeerID(), newSeed().PeerID(), newSeed().PeerID(), newSeed().PeerID()
+	idle, waiting, pinned, closed := newSeed().PeerID(), newSeed().PeerID(), newSeed().PeerID(), newSeed().PeerID()
 	dead := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/", freePort(t))
-	a.RegisterHints(idle, dead+idle.String())
-	if err := a.Send(context.Background(), queued, []byte("waiting"), dead+queued.String()); err != nil {
+	if err := a.RegisterHints(idle, dead+idle.String()); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Send(ctx, waiting, []byte("waiting"), dead+waiting.String()) }()
+	defer func() { cancel(); <-done }()
 	a.SetPinned(pinned, true)
-	a.RegisterHints(pinned, dead+pinned.String())
-	a.Close(closed)
+	if err := a.RegisterHints(pinned, dead+pinned.String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(closed); err != nil {
+		t.Fatal(err)
+	}
 	has := func(id peer.ID) bool {
 		return slices.ContainsFunc(a.Peers(), func(p PeerInfo) bool { return p.ID == id })
 	}
 	waitFor(t, 5*time.Second, "the idle peer forgotten", func() bool { return !has(idle) })
-	for name, id := range map[string]peer.ID{"queued": queued, "pinned": pinned, "closed": closed} {
+	for name, id := range map[string]peer.ID{"waiting": waiting, "pinned": pinned, "closed": closed} {
 		if !has(id) {
 			t.Errorf("the %s peer was forgotten", name)
 		}
 	}
-	for _, p := range a.Peers() {
-		if p.ID == queued && p.QueueDepth != 1 {
-			t.Errorf("queued peer lost its queue: %+v", p)
-		}
+}
+
+// Stop is unconditional and idempotent: a Stop whose context expires while
+// a handler blocks returns the context's error, the stop still completes in
+// the background once the handler is released, a second Stop then returns
+// promptly, and no goroutine is left (TestMain's goleak).
+func TestStopWithBlockedHandler(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	opts := fastOptions(newSeed())
+	b, err := Start(context.Background(), opts, Handler{OnMessage: func(peer.ID, []byte) {
+		once.Do(func() { close(entered) })
+		<-release
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, nil)
+	hint := b.ListenAddrs()[0]
+	if err := a.Send(context.Background(), b.PeerID(), []byte("block"), hint); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := b.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop with a blocked handler: %v, want the context's deadline", err)
+	}
+	if err := b.Send(context.Background(), a.PeerID(), []byte("x")); !errors.Is(err, ErrStopped) {
+		t.Errorf("send during a stop: %v, want ErrStopped", err)
+	}
+	close(release)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	start := time.Now()
+	if err := b.Stop(ctx2); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("second Stop took %v", d)
+	}
+	if err := b.Stop(ctx2); err != nil {
+		t.Errorf("third Stop: %v", err)
+	}
+}
+
+// OnChannel runs before the new channel delivers anything and before
+// TrySendOn can use it: a layer above that writes from OnChannel's
+// generation never writes on a channel it was not told of.
+func TestOnChannelBeforeTraffic(t *testing.T) {
+	var mu sync.Mutex
+	var gens []uint64
+	var msgsBefore []int
+	b := startNode(t, nil)
+	a := startNode(t, nil)
+	b.rec.mu.Lock()
+	b.rec.onChannel = func(p peer.ID, gen uint64) {
+		mu.Lock()
+		gens = append(gens, gen)
+		msgsBefore = append(msgsBefore, len(b.rec.messages(p)))
+		mu.Unlock()
+	}
+	b.rec.mu.Unlock()
+	sendAll(t, a, b.PeerID(), numbered("x", 5), b.addr(t))
+	waitMessages(t, b, a.PeerID(), numbered("x", 5))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(gens) != 1 || msgsBefore[0] != 0 {
+		t.Fatalf("OnChannel calls %v with %v messages delivered before", gens, msgsBefore)
+	}
+	if info := b.Peer(a.PeerID()); info.Gen != gens[0] {
+		t.Errorf("PeerInfo.Gen %d, OnChannel said %d", info.Gen, gens[0])
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/ocapnet/ocapnet/internal/bench"
+	"github.com/ocapnet/ocapnet/bench"
 )
 
 func init() {

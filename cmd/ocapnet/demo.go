@@ -30,7 +30,7 @@ type demoPeer struct {
 	got map[int]int // message number → times delivered
 }
 
-func (d *demoPeer) start(ctx context.Context, relayAddr string, timeouts transport.Options) error {
+func (d *demoPeer) start(ctx context.Context, relayAddr string, timeouts transport.Config) error {
 	opts := node.Options{Dir: d.dir, Transport: timeouts}
 	opts.Transport.Relays = []string{relayAddr}
 	n, err := node.Start(ctx, opts, node.Handler{OnMessage: func(m node.Message) error {
@@ -97,7 +97,7 @@ func demo(out io.Writer, before, during int, timeout time.Duration) (int, error)
 		return 1, err
 	}
 	defer os.RemoveAll(tmp)
-	timeouts := transport.Options{
+	timeouts := transport.Config{
 		ListenAddrs:        []string{"/ip4/127.0.0.1/tcp/0"},
 		ReconnectBaseDelay: 100 * time.Millisecond,
 		ReconnectMaxDelay:  time.Second,

@@ -66,7 +66,7 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 	opts := daemon.Options{
 		Node: node.Options{
 			Dir: *dir, KeySeed: *seedHex, Mnemonic: *mnemonic, Logger: log, AckTimeout: *ackTimeout,
-			Transport: transport.Options{Relays: relays, ListenAddrs: listen, AllowedWSHosts: wsHosts,
+			Transport: transport.Config{Relays: relays, ListenAddrs: listen, AllowedWSHosts: wsHosts,
 				LivenessInterval: *liveness, LivenessTimeout: *liveness, ReconnectMaxDelay: *backoffMax,
 				RelayRedialBase: min(*backoffMax, 5*time.Second), RelayRedialMax: *backoffMax},
 		},

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,12 +200,12 @@ func Run(ctx context.Context, o Options, emit func(Result)) ([]Result, error) {
 
 	// Memory.
 	say("memory ...")
-	idle, queued, err := memoryPerPeerAndMessage(ctx, o.Quick)
+	idle, queued, err := memoryPerPeerAndMessage(ctx, filepath.Join(tmp, "mem"), o.Quick)
 	if err != nil {
 		return out, err
 	}
 	add(Result{Name: "memory/idle-peer", Value: idle, Unit: "bytes"})
-	add(Result{Name: "memory/queued-100B-message", Value: queued, Unit: "bytes"})
+	add(Result{Name: "memory/pending-100B-message", Value: queued, Unit: "bytes"})
 
 	// Scale.
 	peers := 500
@@ -282,8 +283,7 @@ type oursPairT struct {
 func oursPair(ctx context.Context, path string, rl *relay.Server) (*oursPairT, error) {
 	p := &oursPairT{echo: make(chan []byte, 16)}
 	mk := func(h transport.Handler, relays []string) (*transport.Transport, error) {
-		return transport.Start(ctx, transport.Options{KeySeed: seed(), IncarnationID: identity.NewIncarnationID(),
-			ListenAddrs: listenFor(path), Relays: relays, WakeInterval: -1, Logger: slog.New(slog.DiscardHandler)}, h)
+		return transport.Start(ctx, ident(transport.Config{ListenAddrs: listenFor(path), Relays: relays, WakeInterval: -1, Logger: slog.New(slog.DiscardHandler)}), h)
 	}
 	var relays []string
 	if path == "relay" {
@@ -317,7 +317,10 @@ func oursPair(ctx context.Context, path string, rl *relay.Server) (*oursPairT, e
 		}
 		hint = rl.Addrs()[0] + "/p2p-circuit/p2p/" + p.b.PeerID().String()
 	}
-	p.a.RegisterHints(p.b.PeerID(), hint)
+	if err := p.a.RegisterHints(p.b.PeerID(), hint); err != nil {
+		p.close()
+		return nil, err
+	}
 	if _, err := p.rtt(10, 1); err != nil { // connect
 		p.close()
 		return nil, err
@@ -518,7 +521,7 @@ var benchParams = []byte(`["message","ro-1",{"methargs":{"body":"#[\"hello\",[\"
 
 func quietNode(ctx context.Context, dir string, h node.Handler, window int, relays ...string) (*node.Node, error) {
 	return node.Start(ctx, node.Options{Dir: dir, Window: window, Logger: slog.New(slog.DiscardHandler),
-		Transport: transport.Options{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Relays: relays, WakeInterval: -1,
+		Transport: transport.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Relays: relays, WakeInterval: -1,
 			ReconnectBaseDelay: 50 * time.Millisecond, ReconnectMaxDelay: 500 * time.Millisecond}}, h)
 }
 
@@ -658,7 +661,7 @@ func restartToDelivery(ctx context.Context, tmp string, n int) (time.Duration, e
 	}
 	t0 := time.Now()
 	b2, err := node.Start(ctx, node.Options{Dir: bdir, Logger: slog.New(slog.DiscardHandler),
-		Transport: transport.Options{ListenAddrs: []string{listen}, WakeInterval: -1}}, h)
+		Transport: transport.Config{ListenAddrs: []string{listen}, WakeInterval: -1}}, h)
 	if err != nil {
 		return 0, err
 	}
@@ -677,8 +680,8 @@ func wakeToReconnect(ctx context.Context) (time.Duration, error) {
 	var offset atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	connected := make(chan struct{}, 1)
-	bOpts := transport.Options{KeySeed: seed(), IncarnationID: identity.NewIncarnationID(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-		WakeInterval: -1, Logger: slog.New(slog.DiscardHandler)}
+	bOpts := ident(transport.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+		WakeInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 	b, err := transport.Start(ctx, bOpts, transport.Handler{})
 	if err != nil {
 		return 0, err
@@ -686,9 +689,8 @@ func wakeToReconnect(ctx context.Context) (time.Duration, error) {
 	baddr := b.ListenAddrs()[0]
 	bOpts.ListenAddrs = []string{baddr[:len(baddr)-len("/p2p/")-len(b.PeerID().String())]}
 	bid := b.PeerID()
-	a, err := transport.Start(ctx, transport.Options{KeySeed: seed(), IncarnationID: identity.NewIncarnationID(),
-		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Now: now, WakeInterval: 50 * time.Millisecond, WakeThreshold: time.Second,
-		ReconnectBaseDelay: 60 * time.Second, ReconnectMaxDelay: 60 * time.Second, Logger: slog.New(slog.DiscardHandler)},
+	a, err := transport.Start(ctx, ident(transport.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Now: now, WakeInterval: 50 * time.Millisecond, WakeThreshold: time.Second,
+		ReconnectBaseDelay: 60 * time.Second, ReconnectMaxDelay: 60 * time.Second, Logger: slog.New(slog.DiscardHandler)}),
 		transport.Handler{OnEvent: func(e transport.Event) {
 			if s, ok := e.(transport.StateChanged); ok && s.Peer.ID == bid && s.Peer.State == transport.StateConnected {
 				select {
@@ -703,7 +705,10 @@ func wakeToReconnect(ctx context.Context) (time.Duration, error) {
 	}
 	defer a.Stop(ctx)
 	a.SetPinned(bid, true)
-	a.RegisterHints(bid, baddr)
+	if err := a.RegisterHints(bid, baddr); err != nil {
+		b.Stop(ctx)
+		return 0, err
+	}
 	select {
 	case <-connected:
 	case <-time.After(10 * time.Second):
@@ -744,38 +749,66 @@ func heapInUse() float64 {
 	return float64(m.HeapAlloc)
 }
 
-// memoryPerPeerAndMessage: heap per idle known peer (with a hint) and per
-// 100-byte message queued for an unreachable peer, in one transport.
-func memoryPerPeerAndMessage(ctx context.Context, quick bool) (perPeer, perMsg float64, err error) {
+// memoryPerPeerAndMessage: heap per idle known peer (with a hint) in one
+// transport, and per 100-byte message pending for an unreachable peer in a
+// node (the transport keeps no queue; the node's window is the queue).
+func memoryPerPeerAndMessage(ctx context.Context, dir string, quick bool) (perPeer, perMsg float64, err error) {
 	n := 10000
 	if quick {
 		n = 2000
 	}
-	t, err := transport.Start(ctx, transport.Options{KeySeed: seed(), IncarnationID: identity.NewIncarnationID(),
-		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, WakeInterval: -1, MaxQueue: n + 1, ReconnectBaseDelay: time.Hour,
-		ReconnectMaxDelay: time.Hour, Logger: slog.New(slog.DiscardHandler)}, transport.Handler{})
+	t, err := transport.Start(ctx, ident(transport.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, WakeInterval: -1,
+		Logger: slog.New(slog.DiscardHandler)}), transport.Handler{})
 	if err != nil {
 		return 0, 0, err
 	}
-	defer t.Stop(ctx)
 	before := heapInUse()
 	ids := make([]peer.ID, n)
 	for i := range ids {
 		ids[i] = seed().PeerID()
-		t.RegisterHints(ids[i], fmt.Sprintf("/ip4/127.0.0.1/tcp/1/p2p/%s", ids[i]))
-	}
-	perPeer = (heapInUse() - before) / float64(n)
-	away := ids[0]
-	msg := bytes.Repeat([]byte("x"), 100)
-	before = heapInUse()
-	for range n {
-		if err := t.Send(ctx, away, msg); err != nil {
+		if err := t.RegisterHints(ids[i], fmt.Sprintf("/ip4/127.0.0.1/tcp/1/p2p/%s", ids[i])); err != nil {
+			t.Stop(ctx)
 			return 0, 0, err
 		}
 	}
-	perMsg = (heapInUse() - before) / float64(n)
+	perPeer = (heapInUse() - before) / float64(n)
 	runtime.KeepAlive(ids)
+	t.Stop(ctx)
+
+	nd, err := quietNode(ctx, dir, node.Handler{}, n+1)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer nd.Stop(ctx)
+	away := seed().PeerID()
+	msg := []byte(`"` + strings.Repeat("x", 98) + `"`)
+	before = heapInUse()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				if _, err := nd.Send(ctx, away, "m", msg); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, 0, err
+	}
+	perMsg = (heapInUse() - before) / float64(n)
 	return perPeer, perMsg, nil
+}
+
+// ident gives c a fresh identity.
+func ident(c transport.Config) transport.Options {
+	return transport.Options{KeySeed: seed(), IncarnationID: identity.NewIncarnationID(), Config: c}
 }
 
 // manyPeers: one transport with channels to n peers; the node's heap and
@@ -790,8 +823,7 @@ func manyPeers(ctx context.Context, n int, full bool, idleFor time.Duration) (he
 	var addrs []string
 	for range n {
 		if full {
-			t, err := transport.Start(ctx, transport.Options{KeySeed: seed(), IncarnationID: identity.NewIncarnationID(),
-				ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, WakeInterval: -1, Logger: slog.New(slog.DiscardHandler)}, transport.Handler{})
+			t, err := transport.Start(ctx, ident(transport.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, WakeInterval: -1, Logger: slog.New(slog.DiscardHandler)}), transport.Handler{})
 			if err != nil {
 				return 0, 0, err
 			}
@@ -809,8 +841,7 @@ func manyPeers(ctx context.Context, n int, full bool, idleFor time.Duration) (he
 		addrs = append(addrs, h.Addrs()[0].String()+"/p2p/"+h.ID().String())
 	}
 	before := heapInUse()
-	t, err := transport.Start(ctx, transport.Options{KeySeed: seed(), IncarnationID: identity.NewIncarnationID(),
-		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, WakeInterval: -1, MaxConnections: n + 10, Logger: slog.New(slog.DiscardHandler)}, transport.Handler{})
+	t, err := transport.Start(ctx, ident(transport.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, WakeInterval: -1, MaxConnections: n + 10, Logger: slog.New(slog.DiscardHandler)}), transport.Handler{})
 	if err != nil {
 		return 0, 0, err
 	}

@@ -1,0 +1,217 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/ocapnet/ocapnet/identity"
+	"github.com/ocapnet/ocapnet/transport"
+)
+
+// Close refuses sends before it returns: 1,000 rounds of Close then an
+// immediate Send, with a Reconnect between rounds, and not one Send is
+// accepted. Every message accepted before a Close is parked by it.
+func TestCloseThenSendHammer(t *testing.T) {
+	a := start(t, fastOptions(t.TempDir()))
+	target := testPeer(t)
+	ctx := context.Background()
+	accepted := 0
+	for i := range 1000 {
+		if err := a.Reconnect(target); err != nil {
+			t.Fatal(err)
+		}
+		// A concurrent sender races with Close: what it gets in before
+		// Close must be parked, what comes after must be refused.
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = a.Send(ctx, target, "race", param(i))
+		}()
+		if err := a.Close(target); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Send(ctx, target, "after", param(i)); err == nil {
+			accepted++
+		} else if !errors.Is(err, transport.ErrIntentionallyClosed) {
+			t.Fatalf("round %d: send after Close: %v, want ErrIntentionallyClosed", i, err)
+		}
+		wg.Wait()
+		if ps := peerStatus(a.Node, target); ps.Unacked != ps.Parked {
+			t.Fatalf("round %d: %d unacknowledged but only %d parked after Close", i, ps.Unacked, ps.Parked)
+		}
+	}
+	if accepted != 0 {
+		t.Fatalf("%d of 1000 sends right after Close were accepted", accepted)
+	}
+}
+
+// Stop is unconditional and idempotent: a Stop whose context expires while
+// a handler blocks returns the context's error, the stop completes in the
+// background once the handler is released, and a second Stop returns
+// promptly (goleak in TestMain checks nothing is left).
+func TestStopWithBlockedHandler(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	b, err := Start(context.Background(), fastOptions(t.TempDir()), Handler{OnMessage: func(Message) error {
+		once.Do(func() { close(entered) })
+		<-release
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, fastOptions(t.TempDir()))
+	baddr := ""
+	for _, addr := range b.ListenAddrs() {
+		baddr = addr
+		break
+	}
+	if _, err := a.Send(context.Background(), b.PeerID(), "m", param(1), baddr); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := b.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop with a blocked handler: %v, want the context's deadline", err)
+	}
+	if _, err := b.Send(context.Background(), a.PeerID(), "m", param(1)); !errors.Is(err, ErrStopped) {
+		t.Errorf("send during the stop: %v, want ErrStopped", err)
+	}
+	close(release)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	start := time.Now()
+	if err := b.Stop(ctx2); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("second Stop took %v", d)
+	}
+	if err := b.Stop(ctx2); err != nil {
+		t.Errorf("third Stop: %v", err)
+	}
+}
+
+// A caller's tag travels with the message into the data directory and
+// comes back in the acknowledgement, also when the sender restarted in
+// between.
+func TestTagsInAcknowledgements(t *testing.T) {
+	adir := t.TempDir()
+	a := start(t, fastOptions(adir))
+	bdir := t.TempDir()
+	b := start(t, fastOptions(bdir))
+	baddr, blisten, bid := b.addr(t), b.listen(t), b.PeerID()
+	ctx := context.Background()
+	if _, err := a.SendMessage(ctx, Outgoing{To: bid, Method: "m", Params: param(1), Hints: []string{baddr}, Tag: json.RawMessage(`"req-1"`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "ack", func() bool { return len(eventsOf[Acknowledged](a.rec)) == 1 })
+	if ack := eventsOf[Acknowledged](a.rec)[0]; string(ack.Tags[1]) != `"req-1"` {
+		t.Fatalf("acknowledgement %+v: want tag \"req-1\" for seq 1", ack)
+	}
+	if _, err := a.SendMessage(ctx, Outgoing{To: bid, Method: "m", Params: param(2), Tag: json.RawMessage(`{"bad"`)}); !errors.Is(err, ErrInvalidMessage) {
+		t.Fatalf("invalid tag: %v", err)
+	}
+	// B away; A sends a tagged message and restarts before it is acked.
+	stop(t, b.Node)
+	if _, err := a.SendMessage(ctx, Outgoing{To: bid, Method: "m", Params: param(2), Tag: json.RawMessage(`{"id":2}`)}); err != nil {
+		t.Fatal(err)
+	}
+	stop(t, a.Node)
+	a2 := start(t, fastOptions(adir))
+	bopts := fastOptions(bdir)
+	bopts.Transport.ListenAddrs = []string{blisten}
+	start(t, bopts)
+	waitFor(t, 10*time.Second, "ack after restart", func() bool { return len(eventsOf[Acknowledged](a2.rec)) == 1 })
+	if ack := eventsOf[Acknowledged](a2.rec)[0]; ack.From != 2 || string(ack.Tags[2]) != `{"id":2}` {
+		t.Fatalf("acknowledgement after restart %+v", ack)
+	}
+}
+
+// A Send waiting for room is woken when another Send's reservation ends
+// without a message (it failed), not only by acknowledgements: with an
+// offline peer and a full window, every waiting Send completes once there
+// is room.
+func TestWindowRoomFromFailedReservation(t *testing.T) {
+	opts := fastOptions(t.TempDir())
+	opts.Window = 2
+	a := start(t, opts)
+	target := testPeer(t)
+	ctx := context.Background()
+	if _, err := a.Send(ctx, target, "m", param(1)); err != nil {
+		t.Fatal(err)
+	}
+	// The second place is held by a reservation that will end without a
+	// message, as a Send whose append fails does.
+	p := a.peer(target)
+	if err := a.reserve(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := a.Send(ctx, target, "m", param(2))
+		got <- err
+	}()
+	waitFor(t, 5*time.Second, "the Send to wait", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return p.waiting == 1
+	})
+	a.unreserve(p) // the reservation ends without a message
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a Send waiting for room was not woken when a reservation ended (lost wakeup)")
+	}
+}
+
+func TestInvalidOptions(t *testing.T) {
+	for name, mod := range map[string]func(*Options){
+		"no dir":             func(o *Options) { o.Dir = "" },
+		"negative window":    func(o *Options) { o.Window = -1 },
+		"negative timeout":   func(o *Options) { o.AckTimeout = -time.Second },
+		"timeout over max":   func(o *Options) { o.AckTimeout, o.AckTimeoutMax = time.Hour, time.Minute },
+		"seed and mnemonic":  func(o *Options) { o.KeySeed, o.Mnemonic = "01", "abandon" },
+		"transport nonsense": func(o *Options) { o.Transport.MaxConnections = -5 },
+	} {
+		opts := fastOptions(t.TempDir())
+		mod(&opts)
+		n, err := Start(context.Background(), opts, Handler{})
+		if n != nil {
+			stop(t, n)
+		}
+		if !errors.Is(err, ErrInvalidOptions) && !errors.Is(err, transport.ErrInvalidOptions) {
+			t.Errorf("%s: Start = %v, want ErrInvalidOptions", name, err)
+		}
+	}
+}
+
+func testPeer(t *testing.T) peer.ID {
+	t.Helper()
+	s, err := identity.RandomSeed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.PeerID()
+}
+
+func peerStatus(n *Node, id peer.ID) PeerStatus {
+	for _, p := range n.Peers() {
+		if p.ID == id {
+			return p
+		}
+	}
+	return PeerStatus{}
+}

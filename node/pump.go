@@ -1,0 +1,233 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/ocapnet/ocapnet/store"
+	"github.com/ocapnet/ocapnet/transport"
+	"github.com/ocapnet/ocapnet/wire"
+)
+
+// onChannel is the transport telling us of a new channel to id (with the
+// peer's link lock held, before the channel carries anything). Frames we
+// wrote on an older channel may never be read (a JavaScript peer closes a
+// replaced stream and then accepts the gap, W1), so the whole
+// unacknowledged window is written again on the new one, from the last
+// acknowledgement, before anything newer.
+func (n *Node) onChannel(id peer.ID, gen uint64) {
+	if !n.await() {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopped {
+		return
+	}
+	p := n.peers[id]
+	if p == nil {
+		p = n.peerLocked(id)
+	} else if gen <= p.chGen {
+		return // stale: a newer channel was reported already
+	}
+	if p.chGen != 0 && p.outstandingLocked() {
+		n.metrics.retransmits.Inc()
+	}
+	p.chGen = gen
+	p.next = max(p.acked, p.parkedTo) + 1
+	p.rtRound = 0
+	n.armRetransmitLocked(p, true)
+	n.kickLocked(p)
+}
+
+// kickLocked starts p's pump if it has something to write.
+func (n *Node) kickLocked(p *peerState) {
+	if p.pumping || p.chGen == 0 {
+		return
+	}
+	if p.next <= max(p.acked, p.parkedTo) {
+		p.next = max(p.acked, p.parkedTo) + 1
+	}
+	if _, ok := p.pending[p.next]; !ok {
+		return
+	}
+	if !n.enterLocked() {
+		return
+	}
+	p.pumping = true
+	go n.pump(p)
+}
+
+// pump writes p's window in order from p.next on the channel of generation
+// p.chGen, until there is nothing left to write or that channel is gone.
+func (n *Node) pump(p *peerState) {
+	defer n.wg.Done()
+	for {
+		n.mu.Lock()
+		if p.next <= max(p.acked, p.parkedTo) {
+			p.next = max(p.acked, p.parkedTo) + 1
+		}
+		m, ok := p.pending[p.next]
+		if n.stopped || !ok {
+			p.pumping = false
+			n.mu.Unlock()
+			return
+		}
+		seq, ack, gen, epoch := p.next, p.stored, p.chGen, p.inEpoch
+		n.mu.Unlock()
+
+		frame, err := wire.EncodeEnvelope(wire.Envelope{Seq: seq, Ack: ack, Method: m.method, Params: m.params})
+		if err == nil {
+			_, err = n.tr.TrySendOn(n.ctx, p.id, frame, gen)
+		}
+		n.mu.Lock()
+		if err != nil {
+			if p.chGen != gen && (errors.Is(err, transport.ErrChannelChanged) || errors.Is(err, transport.ErrNotConnected)) {
+				// onChannel moved us to a newer channel meanwhile (and
+				// reset the cursor): carry on there.
+				n.mu.Unlock()
+				continue
+			}
+			// No channel, a replaced one not yet reported, a failed write
+			// or a closed link: onChannel restarts the pump on the next
+			// channel, from the last acknowledgement.
+			p.pumping = false
+			if !errors.Is(err, transport.ErrNotConnected) && !errors.Is(err, transport.ErrChannelChanged) &&
+				!errors.Is(err, transport.ErrStopped) && n.ctx.Err() == nil {
+				n.log.Debug("write failed; the window is resent on the next channel", "peer", p.id, "seq", seq, "err", err)
+			}
+			n.mu.Unlock()
+			return
+		}
+		if p.inEpoch == epoch {
+			p.ackSent = max(p.ackSent, ack)
+		}
+		if p.next == seq && p.chGen == gen {
+			p.next++
+		}
+		n.armRetransmitLocked(p, false)
+		n.mu.Unlock()
+	}
+}
+
+// armRetransmitLocked starts the ack timer if messages are outstanding
+// (restart: stop a running one first, after progress).
+func (n *Node) armRetransmitLocked(p *peerState, restart bool) {
+	if restart && p.rtTimer != nil {
+		p.rtTimer.Stop()
+		p.rtTimer = nil
+	}
+	if p.rtTimer != nil || !p.outstandingLocked() || n.stopped {
+		return
+	}
+	d := n.opts.AckTimeout << min(p.rtRound, 20)
+	if d <= 0 || d > n.opts.AckTimeoutMax {
+		d = n.opts.AckTimeoutMax
+	}
+	p.rtGen++
+	gen := p.rtGen
+	p.rtTimer = time.AfterFunc(d, func() { n.retransmitDue(p, gen) })
+}
+
+// retransmitDue runs when no acknowledgement advanced for an ack timeout.
+// Only rounds on an open channel count: without one, the next channel
+// resends the window and re-arms the timer.
+func (n *Node) retransmitDue(p *peerState, gen uint64) {
+	n.mu.Lock()
+	if p.rtGen != gen || p.rtTimer == nil || !n.enterLocked() {
+		n.mu.Unlock()
+		return
+	}
+	defer n.wg.Done()
+	p.rtTimer = nil
+	if !p.outstandingLocked() {
+		n.mu.Unlock()
+		return
+	}
+	if info := n.tr.Peer(p.id); info.State != transport.StateConnected {
+		n.mu.Unlock()
+		return
+	}
+	p.rtRound++
+	if n.opts.MaxRetransmits > 0 && p.rtRound > n.opts.MaxRetransmits {
+		n.mu.Unlock()
+		n.giveUp(p, fmt.Errorf("%w after %d retransmissions", ErrNotAcknowledged, n.opts.MaxRetransmits))
+		return
+	}
+	n.metrics.retransmits.Inc()
+	n.log.Debug("ack timeout: resending the window", "peer", p.id, "from", p.acked+1, "to", p.lastSeq, "round", p.rtRound)
+	p.next = max(p.acked, p.parkedTo) + 1
+	n.kickLocked(p)
+	n.armRetransmitLocked(p, false)
+	n.mu.Unlock()
+}
+
+// handleAckLocked applies a cumulative acknowledgement.
+func (n *Node) handleAckLocked(p *peerState, a uint64) {
+	if a > p.lastSeq {
+		n.log.Warn("peer acknowledged messages never sent: clamped", "peer", p.id, "ack", a, "last", p.lastSeq)
+		a = p.lastSeq
+	}
+	if a <= p.acked {
+		return
+	}
+	from := p.acked + 1
+	var tags map[uint64]json.RawMessage
+	for s := from; s <= a; s++ {
+		if m, ok := p.pending[s]; ok && m.tag != nil {
+			if tags == nil {
+				tags = map[uint64]json.RawMessage{}
+			}
+			tags[s] = m.tag
+		}
+		delete(p.pending, s)
+	}
+	n.metrics.acked.Add(float64(a - from + 1))
+	p.acked = a
+	if p.parkedTo <= a {
+		p.parkedTo = 0
+	}
+	p.roomLocked()
+	p.rtRound = 0
+	n.armRetransmitLocked(p, true)
+	n.updatePinLocked(p)
+	n.events.Push(Acknowledged{Peer: p.id, From: from, To: a, Tags: tags})
+	if !p.persistingAck && n.enterLocked() {
+		p.persistingAck = true
+		go n.persistAcks(p)
+	}
+}
+
+// persistAcks writes p's acknowledgement to the log (deleting acknowledged
+// messages) until it has caught up. Losing it in a crash only means those
+// messages are resent and dropped as duplicates by the peer.
+func (n *Node) persistAcks(p *peerState) {
+	defer n.wg.Done()
+	for {
+		n.mu.Lock()
+		a := p.acked
+		if a <= p.ackStored || n.stopped {
+			p.persistingAck = false
+			n.mu.Unlock()
+			return
+		}
+		n.mu.Unlock()
+		err := n.st.Update(func(tx *store.Tx) error {
+			_, err := tx.Ack(p.key, a)
+			return err
+		})
+		n.mu.Lock()
+		if err != nil {
+			p.persistingAck = false
+			n.mu.Unlock()
+			n.log.Error("persisting an acknowledgement failed; retried on the next one", "peer", p.id, "err", err)
+			return
+		}
+		p.ackStored = max(p.ackStored, a)
+		n.mu.Unlock()
+	}
+}

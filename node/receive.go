@@ -1,0 +1,191 @@
+package node
+
+import (
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/ocapnet/ocapnet/store"
+	"github.com/ocapnet/ocapnet/wire"
+)
+
+// onFrame handles one inbound application frame; the transport calls it
+// sequentially per peer (with the peer's delivery lock held).
+func (n *Node) onFrame(from peer.ID, frame []byte) {
+	if !n.await() {
+		return
+	}
+	m, err := wire.DecodeMessage(frame)
+	if err != nil {
+		// Not acknowledged: a sender that meant it will resend.
+		n.log.Warn("malformed frame dropped", "peer", from, "err", err)
+		return
+	}
+	p := n.peer(from)
+	if p == nil {
+		return
+	}
+	p.recvMu.Lock()
+	defer p.recvMu.Unlock()
+	n.mu.Lock()
+	if n.stopped {
+		n.mu.Unlock()
+		return
+	}
+	p.lastActive = time.Now()
+	if m.Envelope.Ack > 0 {
+		n.handleAckLocked(p, m.Envelope.Ack)
+	}
+	if m.IsAck {
+		n.mu.Unlock()
+		return
+	}
+	e := m.Envelope
+	expected := p.delivered + 1
+	switch {
+	case e.Seq < expected:
+		// A duplicate: our ack was lost or is on its way. Re-acknowledge
+		// so the sender stops resending.
+		p.reAck = true
+		n.scheduleAckLocked(p)
+		n.mu.Unlock()
+		return
+	case e.Seq > expected && p.refused == expected:
+		// Our handler refused the expected message: this is not evidence
+		// of a sender that skipped it.
+		n.mu.Unlock()
+		return
+	case e.Seq > expected:
+		if p.gapExpected == expected && p.gapSeq == e.Seq {
+			p.gapCount++
+		} else {
+			p.gapExpected, p.gapSeq, p.gapCount = expected, e.Seq, 1
+		}
+		if p.gapCount < n.opts.GapTolerance {
+			n.mu.Unlock()
+			return // not acknowledged: the sender resends from the gap
+		}
+		n.metrics.gaps.Inc()
+		n.log.Warn("accepting a gap in the peer's sequence", "peer", from, "from", expected, "to", e.Seq-1)
+		n.events.Push(Gap{Peer: from, From: expected, To: e.Seq - 1})
+	}
+	p.gapExpected, p.gapSeq, p.gapCount = 0, 0, 0
+	redelivery := e.Seq <= p.redeliverTo && e.Seq > p.stored
+	skipTo := e.Seq - 1 // > p.delivered only after an accepted gap
+	persist := e.Seq > p.intent || skipTo > p.delivered
+	n.mu.Unlock()
+
+	if persist {
+		intent := e.Seq + uint64(n.opts.IntentBatch) - 1
+		err := n.st.Update(func(tx *store.Tx) error {
+			rec, _, err := tx.Peer(p.key)
+			if err != nil {
+				return err
+			}
+			rec.Intent = max(rec.Intent, intent)
+			rec.Delivered = max(rec.Delivered, skipTo)
+			rec.LastActive = time.Now().Round(0).UTC()
+			return tx.PutPeer(p.key, rec)
+		})
+		if err != nil {
+			// Not delivered and not acknowledged: the sender resends.
+			n.log.Error("recording delivery intent failed: message not delivered", "peer", from, "seq", e.Seq, "err", err)
+			return
+		}
+		n.mu.Lock()
+		p.intent = max(p.intent, intent)
+		p.delivered = max(p.delivered, skipTo)
+		p.stored = max(p.stored, skipTo)
+		n.mu.Unlock()
+	}
+	if n.h.OnMessage != nil {
+		if err := n.h.OnMessage(Message{From: from, Seq: e.Seq, Method: e.Method, Params: e.Params, Redelivery: redelivery}); err != nil {
+			n.metrics.refused.Inc()
+			n.log.Warn("handler refused a message; it will be offered again", "peer", from, "seq", e.Seq, "err", err)
+			n.mu.Lock()
+			p.refused = e.Seq
+			n.mu.Unlock()
+			return
+		}
+	}
+	n.metrics.delivered.Inc()
+	if redelivery {
+		n.metrics.redelivered.Inc()
+	}
+	n.mu.Lock()
+	p.refused = 0
+	p.delivered = max(p.delivered, e.Seq)
+	n.scheduleAckLocked(p)
+	n.mu.Unlock()
+}
+
+// scheduleAckLocked arranges for the delivered position to be persisted and
+// acknowledged within AckDelay, unless an outgoing message carries it first.
+func (n *Node) scheduleAckLocked(p *peerState) {
+	if p.ackTimer != nil || n.stopped {
+		return
+	}
+	p.ackGen++
+	gen := p.ackGen
+	p.ackTimer = time.AfterFunc(n.opts.AckDelay, func() { n.flushAck(p, gen) })
+}
+
+// flushAck persists p's delivered position, then acknowledges it unless an
+// outgoing message already carried it. An acknowledgement is only ever sent
+// for deliveries that are recorded, so a crash cannot lose an acknowledged
+// message. It holds recvMu while it reads and records the position, so that
+// a restart's reset cannot be undone by an older position.
+func (n *Node) flushAck(p *peerState, gen uint64) {
+	n.mu.Lock()
+	if p.ackGen != gen || p.ackTimer == nil || !n.enterLocked() {
+		n.mu.Unlock()
+		return
+	}
+	defer n.wg.Done()
+	p.ackTimer = nil
+	n.mu.Unlock()
+
+	p.recvMu.Lock()
+	n.mu.Lock()
+	d, epoch := p.delivered, p.inEpoch
+	persist := d > p.stored
+	n.mu.Unlock()
+	if persist {
+		err := n.st.Update(func(tx *store.Tx) error {
+			rec, _, err := tx.Peer(p.key)
+			if err != nil {
+				return err
+			}
+			rec.Delivered = max(rec.Delivered, d)
+			rec.LastActive = time.Now().Round(0).UTC()
+			return tx.PutPeer(p.key, rec)
+		})
+		if err != nil {
+			p.recvMu.Unlock()
+			n.log.Error("recording deliveries failed; not acknowledged", "peer", p.id, "err", err)
+			return
+		}
+	}
+	n.mu.Lock()
+	p.stored = max(p.stored, d)
+	send := p.stored > 0 && (p.stored > p.ackSent || p.reAck)
+	a := p.stored
+	p.reAck = false
+	n.mu.Unlock()
+	p.recvMu.Unlock()
+	if !send {
+		return
+	}
+	if err := n.tr.TrySend(n.ctx, p.id, wire.EncodeAck(a)); err == nil {
+		n.noteAckSent(p, a, epoch)
+	}
+}
+
+// noteAckSent records that ack a (of inbound epoch epoch) was written to p.
+func (n *Node) noteAckSent(p *peerState, a, epoch uint64) {
+	n.mu.Lock()
+	if p.inEpoch == epoch {
+		p.ackSent = max(p.ackSent, a)
+	}
+	n.mu.Unlock()
+}

@@ -1,0 +1,143 @@
+package node
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/ocapnet/ocapnet/store"
+	"github.com/ocapnet/ocapnet/transport"
+)
+
+// onHandshake checks the peer against Allow/Deny and decides, from the
+// incarnation persisted in the store (the one place that knows), whether the
+// peer restarted; a restart resets the relationship before the channel
+// carries any frame.
+func (n *Node) onHandshake(id peer.ID, inc string) (restarted bool, err error) {
+	if !n.allowed(id) {
+		return false, fmt.Errorf("%w: %s", ErrPeerDenied, id)
+	}
+	if !n.await() {
+		return false, ErrStopped
+	}
+	p := n.peer(id)
+	if p == nil {
+		return false, ErrStopped
+	}
+	p.recvMu.Lock()
+	defer p.recvMu.Unlock()
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	n.mu.Lock()
+	prev := p.incarnation
+	n.mu.Unlock()
+	if prev == inc {
+		return false, nil
+	}
+	if prev == "" {
+		// First sight (or a peer evicted from memory: the store decides).
+		var stored string
+		err := n.st.Update(func(tx *store.Tx) error {
+			rec, _, err := tx.Peer(p.key)
+			if err != nil {
+				return err
+			}
+			stored = rec.Incarnation
+			if stored != "" {
+				return nil
+			}
+			rec.Incarnation = inc
+			rec.LastActive = time.Now().Round(0).UTC()
+			return tx.PutPeer(p.key, rec)
+		})
+		if err != nil {
+			return false, err
+		}
+		if stored == "" || stored == inc {
+			n.mu.Lock()
+			p.incarnation = inc
+			n.mu.Unlock()
+			return false, nil
+		}
+		prev = stored
+	}
+	return true, n.peerRestarted(p, prev, inc)
+}
+
+// peerRestarted resets the relationship with a peer that lost its state:
+// inbound numbering starts again at 1, and our undelivered messages are
+// renumbered from 1, parked and handed back to the application. The caller
+// holds p.recvMu and p.sendMu.
+func (n *Node) peerRestarted(p *peerState, prev, inc string) error {
+	var parked []store.OutRecord
+	err := n.st.Update(func(tx *store.Tx) error {
+		parked = parked[:0]
+		rec, _, err := tx.Peer(p.key)
+		if err != nil {
+			return err
+		}
+		old, err := tx.Out(p.key, rec.Acked+1, 0)
+		if err != nil {
+			return err
+		}
+		seqs := make([]uint64, len(old))
+		for i, r := range old {
+			seqs[i] = r.Seq
+		}
+		if err := tx.DeleteOut(p.key, seqs); err != nil {
+			return err
+		}
+		rec.NextSeq, rec.Acked, rec.Delivered, rec.Intent = 0, 0, 0, 0
+		rec.Incarnation = inc
+		if err := tx.PutPeer(p.key, rec); err != nil {
+			return err
+		}
+		for _, r := range old {
+			r.Parked = true
+			seq, err := tx.AppendOut(p.key, r)
+			if err != nil {
+				return err
+			}
+			r.Seq = seq
+			parked = append(parked, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p.incarnation = inc
+	p.pending = map[uint64]outMsg{}
+	for _, r := range parked {
+		p.pending[r.Seq] = outMsg{r.Method, r.Params, r.Tag}
+	}
+	p.acked, p.ackStored, p.lastSeq, p.next = 0, 0, uint64(len(parked)), 1
+	p.parkedTo = uint64(len(parked))
+	p.delivered, p.stored, p.intent, p.redeliverTo, p.ackSent = 0, 0, 0, 0, 0
+	p.gapExpected, p.gapSeq, p.gapCount, p.rtRound, p.refused = 0, 0, 0, 0, 0
+	p.inEpoch++
+	if p.rtTimer != nil {
+		p.rtTimer.Stop()
+		p.rtTimer = nil
+	}
+	p.roomLocked()
+	n.updatePinLocked(p)
+	n.log.Info("peer restarted: state reset", "peer", p.id, "previous", prev, "current", inc, "parked", len(parked))
+	n.events.Push(PeerRestarted{Peer: p.id, Previous: prev, Current: inc})
+	if len(parked) > 0 {
+		n.metrics.giveUps.Inc()
+		n.events.Push(GaveUp{Peer: p.id, Reason: fmt.Errorf("peer %s restarted: %w", p.id, transport.ErrPeerRestarted), Messages: undelivered(parked)})
+	}
+	return nil
+}
+
+func undelivered(rs []store.OutRecord) []Undelivered {
+	out := make([]Undelivered, len(rs))
+	for i, r := range rs {
+		out[i] = Undelivered{Seq: r.Seq, Method: r.Method, Params: r.Params, Tag: r.Tag}
+	}
+	return out
+}

@@ -1,0 +1,194 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/ocapnet/ocapnet/store"
+	"github.com/ocapnet/ocapnet/transport"
+	"github.com/ocapnet/ocapnet/wire"
+)
+
+// maxEnvelopeOverhead bounds the bytes an envelope adds around method and
+// params: {"seq":N,"ack":N,"method":"","params":} with 16-digit numbers.
+const maxEnvelopeOverhead = 64
+
+// maxHints caps the stored location hints per peer (upstream keeps them
+// unbounded, W16).
+const maxHints = 16
+
+// Outgoing is one message to send.
+type Outgoing struct {
+	To     peer.ID
+	Method string
+	// Params must be valid JSON; nil sends no params key.
+	Params json.RawMessage
+	// Hints are location hints for the peer (multiaddrs), kept in the data
+	// directory.
+	Hints []string
+	// Tag is the caller's opaque identifier of the message (valid JSON, or
+	// nil): it is kept with the message in the data directory and comes
+	// back in the Acknowledged or GaveUp event that settles it, also after a
+	// restart.
+	Tag json.RawMessage
+}
+
+// Send appends a message to peer's outbound log and returns its sequence
+// number once it is durable (fsync'd); see SendMessage.
+func (n *Node) Send(ctx context.Context, to peer.ID, method string, params json.RawMessage, hints ...string) (uint64, error) {
+	return n.SendMessage(ctx, Outgoing{To: to, Method: method, Params: params, Hints: hints})
+}
+
+// SendMessage appends m to its peer's outbound log and returns its sequence
+// number once it is durable (fsync'd). The node then delivers it, in order,
+// retransmitting as needed until the peer acknowledges it (an Acknowledged
+// event) or the application gives up on it (a GaveUp event). When the
+// peer's window is full SendMessage waits for room until ctx ends
+// (ErrWindowFull). A message is refused, and nothing is stored, if the
+// link to the peer is closed (transport.ErrIntentionallyClosed,
+// transport.ErrClosedByPeer), the node is stopping, or the message is
+// invalid; a message accepted before a Close is parked by that Close.
+func (n *Node) SendMessage(ctx context.Context, m Outgoing) (uint64, error) {
+	to := m.To
+	if err := n.checkOutgoing(m); err != nil {
+		return 0, err
+	}
+	p := n.peer(to)
+	if p == nil {
+		return 0, ErrStopped
+	}
+	if err := n.reserve(ctx, p); err != nil {
+		return 0, err
+	}
+	p.sendMu.RLock()
+	defer p.sendMu.RUnlock()
+	// Admission under sendMu: a Close (which parks under sendMu's write
+	// lock) either finds this message in the log or refuses it here.
+	if err := n.tr.Admit(to); err != nil {
+		n.unreserve(p)
+		return 0, fmt.Errorf("send to %s: %w", to, err)
+	}
+	if len(m.Hints) > 0 {
+		if err := n.tr.RegisterHints(to, m.Hints...); err != nil {
+			n.unreserve(p)
+			return 0, err
+		}
+	}
+	var seq uint64
+	rec := store.OutRecord{Method: m.Method, Params: m.Params, Tag: m.Tag, At: time.Now().Round(0).UTC()}
+	err := n.st.Update(func(tx *store.Tx) error {
+		if len(m.Hints) > 0 {
+			pr, _, err := tx.Peer(p.key)
+			if err != nil {
+				return err
+			}
+			pr.Hints = mergeHints(pr.Hints, m.Hints)
+			if err := tx.PutPeer(p.key, pr); err != nil {
+				return err
+			}
+		}
+		var err error
+		seq, err = tx.AppendOut(p.key, rec)
+		return err
+	})
+	n.mu.Lock()
+	p.reserved--
+	if err != nil {
+		p.roomLocked()
+		n.mu.Unlock()
+		return 0, fmt.Errorf("send to %s: %w", to, err)
+	}
+	n.metrics.sends.Inc()
+	p.pending[seq] = outMsg{m.Method, m.Params, m.Tag}
+	p.lastSeq = max(p.lastSeq, seq)
+	n.updatePinLocked(p)
+	n.kickLocked(p)
+	n.mu.Unlock()
+	return seq, nil
+}
+
+// checkOutgoing validates m once: the pump and every retransmission trust
+// it afterwards.
+func (n *Node) checkOutgoing(m Outgoing) error {
+	to := m.To
+	if err := to.Validate(); err != nil || to == n.self {
+		return fmt.Errorf("send to %q: %w", to, transport.ErrInvalidPeer)
+	}
+	if !n.allowed(to) {
+		return fmt.Errorf("send to %s: %w", to, ErrPeerDenied)
+	}
+	if err := wire.ValidateParams(m.Params); err != nil {
+		return fmt.Errorf("send to %s: %w: params are not valid JSON", to, ErrInvalidMessage)
+	}
+	if m.Tag != nil && !json.Valid(m.Tag) {
+		return fmt.Errorf("send to %s: %w: tag is not valid JSON", to, ErrInvalidMessage)
+	}
+	if err := transport.CheckHints(to, m.Hints); err != nil {
+		return err
+	}
+	limit := n.tr.MaxMessageSize()
+	if size := len(m.Method) + len(m.Params) + maxEnvelopeOverhead; size > limit {
+		return fmt.Errorf("send to %s: %w: about %d bytes, limit %d", to, transport.ErrMessageTooLarge, size, limit)
+	}
+	return nil
+}
+
+// reserve takes a place in p's window, waiting for room until ctx ends.
+func (n *Node) reserve(ctx context.Context, p *peerState) error {
+	n.mu.Lock()
+	for {
+		if n.stopped {
+			n.mu.Unlock()
+			return ErrStopped
+		}
+		if int(p.lastSeq-p.acked)+p.reserved < n.opts.Window {
+			break
+		}
+		room := p.room
+		p.waiting++
+		n.mu.Unlock()
+		var err error
+		select {
+		case <-room:
+		case <-ctx.Done():
+			err = fmt.Errorf("send to %s: %w (%d unacknowledged): %w", p.id, ErrWindowFull, n.opts.Window, ctx.Err())
+		case <-n.ctx.Done():
+			err = ErrStopped
+		}
+		n.mu.Lock()
+		p.waiting--
+		if err != nil {
+			n.mu.Unlock()
+			return err
+		}
+	}
+	p.reserved++
+	n.mu.Unlock()
+	return nil
+}
+
+// unreserve gives back a place reserve took, waking a Send waiting for it.
+func (n *Node) unreserve(p *peerState) {
+	n.mu.Lock()
+	p.reserved--
+	p.roomLocked()
+	n.mu.Unlock()
+}
+
+func mergeHints(old, add []string) []string {
+	out := slices.Clone(old)
+	for _, h := range add {
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	if len(out) > maxHints {
+		out = out[len(out)-maxHints:]
+	}
+	return out
+}

@@ -1,0 +1,463 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/ocapnet/ocapnet/wire"
+)
+
+// drainWait bounds how long a winning channel's deliveries wait for a
+// replaced channel to be drained, on top of HandshakeTimeout.
+const drainWait = 5 * time.Second
+
+// ourFeatures are announced in every handshake.
+var ourFeatures = []string{wire.FeatureClose}
+
+// channel is one handshaken stream.
+type channel struct {
+	p           *peerState
+	s           network.Stream
+	r           *wire.Reader
+	outbound    bool
+	features    []string
+	incarnation string
+	loser       bool   // replaced by a simultaneous channel; read to its end (guarded by mu)
+	gen         uint64 // generation, unique per transport, set when registered (guarded by mu)
+
+	writeDeadline time.Time // guarded by the peer's send semaphore
+}
+
+func (t *Transport) handshakeOutbound(s network.Stream, p *peerState) (*channel, error) {
+	_ = s.SetDeadline(time.Now().Add(t.opts.HandshakeTimeout))
+	hs := wire.EncodeHandshake(wire.Handshake{IncarnationID: t.opts.IncarnationID, Features: ourFeatures})
+	if err := wire.WriteFrame(s, hs); err != nil {
+		return nil, fmt.Errorf("%w: writing handshake: %v", ErrHandshakeFailed, err)
+	}
+	r := wire.NewReader(s, t.opts.MaxMessageSize)
+	frame, err := r.ReadFrame()
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading handshakeAck: %v", ErrHandshakeFailed, err)
+	}
+	ack, err := wire.DecodeHandshake(frame)
+	if err != nil || !ack.Ack {
+		return nil, fmt.Errorf("%w: expected handshakeAck: %v", ErrHandshakeFailed, errOr(err, "got handshake"))
+	}
+	_ = s.SetDeadline(time.Time{})
+	return &channel{p: p, s: s, r: r, outbound: true, features: ack.Features, incarnation: ack.IncarnationID}, nil
+}
+
+func errOr(err error, s string) any {
+	if err != nil {
+		return err
+	}
+	return s
+}
+
+// afterHandshake tells the layer above the peer's incarnation; it decides,
+// from what it persisted, whether the peer restarted.
+func (t *Transport) afterHandshake(ch *channel) error {
+	if t.handler.OnHandshake == nil {
+		return nil
+	}
+	restarted, err := t.handler.OnHandshake(ch.p.id, ch.incarnation)
+	if err != nil {
+		t.metrics.handshakeFailures.Inc()
+		return fmt.Errorf("%w: rejected by the layer above: %v", ErrHandshakeFailed, err)
+	}
+	if restarted {
+		t.log.Info("peer restarted", "peer", ch.p.id, "incarnation", ch.incarnation)
+	}
+	return nil
+}
+
+// keepNew decides which of two channels to the same peer survives. Between
+// ocapnet peers (the new channel's handshake announced FeatureClose) the
+// rule is deterministic on both sides: of a stream we opened and one the peer
+// opened, keep the one opened by the smaller peer ID; of two opened by the
+// same side, the newer replaces the older. With other peers (JavaScript) the
+// newer wins, as upstream's registerChannel does.
+func (t *Transport) keepNew(old, nw *channel) bool {
+	if !slices.Contains(nw.features, wire.FeatureClose) || old.outbound == nw.outbound {
+		return true
+	}
+	opener := func(c *channel) peer.ID {
+		if c.outbound {
+			return t.self
+		}
+		return c.p.id
+	}
+	return opener(nw) < opener(old)
+}
+
+// register makes ch p's channel, or classifies it as a loser to be drained.
+// It returns whether ch became p's channel. The caller holds p.linkMu and,
+// when registered, calls notifyChannel before anything reads from ch.
+func (t *Transport) register(ch *channel) (registered bool, err error) {
+	p := ch.p
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		ch.s.Reset()
+		return false, ErrStopped
+	}
+	if p.closed {
+		ch.s.Reset()
+		return false, fmt.Errorf("register %s: %w", p.id, ErrIntentionallyClosed)
+	}
+	t.gens++
+	ch.gen = t.gens
+	p.incarnation = ch.incarnation
+	p.features = ch.features
+	if p.closedByPeer && !ch.outbound {
+		p.closedByPeer = false // the closer dialled us again
+	}
+	old := p.ch
+	if old != nil && !t.keepNew(old, ch) {
+		t.log.Debug("two channels to one peer: the new one loses", "peer", p.id, "newOutbound", ch.outbound, "new", ch.s.ID(), "old", old.s.ID())
+		ch.loser = true
+		t.gateCloseLocked(p)
+		return false, nil
+	}
+	if old != nil {
+		t.log.Debug("two channels to one peer: the new one replaces the old", "peer", p.id, "newOutbound", ch.outbound, "new", ch.s.ID(), "old", old.s.ID())
+		old.loser = true
+		t.gateCloseLocked(p)
+	} else {
+		t.log.Debug("channel registered", "peer", p.id, "stream", ch.s.ID(), "outbound", ch.outbound, "gen", ch.gen)
+		t.channels++
+	}
+	p.ch = ch
+	if ch.outbound {
+		p.dialing = false // the connector's dial ends here
+	}
+	p.wantDial = false
+	p.gaveUp = false
+	p.attempt = 0
+	p.failed = false
+	p.history = nil
+	p.lastErr = ""
+	p.lastActive = t.opts.Now()
+	t.setStateLocked(p, StateConnected)
+	p.signalLocked()
+	poke(p.wake)
+	t.h.ConnManager().Protect(p.id, "ocapnet-channel")
+	if old != nil {
+		// Stop writing to the replaced channel once any write in progress
+		// ends; its reader keeps delivering until the peer's end closes.
+		// (Every registered channel has its handshake done: an inbound one
+		// is acknowledged before its registration ends, see acceptInbound.)
+		t.goTracked(func() {
+			p.sendSem <- struct{}{}
+			closeWrite(old.s)
+			<-p.sendSem
+		})
+	}
+	return true, nil
+}
+
+// notifyChannel tells the layer above of a registered channel. The caller
+// holds p.linkMu.
+func (t *Transport) notifyChannel(ch *channel) {
+	if t.handler.OnChannel != nil {
+		t.handler.OnChannel(ch.p.id, ch.gen)
+	}
+}
+
+// startReader runs an outbound channel's read loop in a new goroutine (an
+// inbound channel's is run by its stream handler).
+func (t *Transport) startReader(ch *channel) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		ch.s.Reset()
+		return
+	}
+	t.goTracked(func() { t.readLoop(ch) })
+}
+
+func closeWrite(s network.Stream) { _ = s.CloseWrite() }
+
+// The delivery gate keeps a peer's winning channel from delivering frames
+// while a losing channel may still hold older ones: while a loser is being
+// drained, and while one of our outbound handshakes is in progress (the peer
+// may already have registered that stream and written on it).
+func (t *Transport) gateCloseLocked(p *peerState) {
+	p.gate++
+	p.gateN.Store(int32(p.gate))
+	t.gateNotifyLocked(p)
+}
+
+func (t *Transport) gateReleaseLocked(p *peerState) {
+	p.gate--
+	p.gateN.Store(int32(p.gate))
+	t.gateNotifyLocked(p)
+}
+
+// gateNotifyLocked wakes every reader waiting at p's gate to re-check it.
+func (t *Transport) gateNotifyLocked(p *peerState) {
+	close(p.gateChanged)
+	p.gateChanged = make(chan struct{})
+}
+
+// waitGate blocks ch's reader while p's gate is closed, unless ch is (or
+// becomes) a losing channel, which delivers freely. The wait is bounded so
+// that a peer that never finishes a handshake or a drain cannot stall us.
+func (t *Transport) waitGate(ch *channel) {
+	p := ch.p
+	var deadline <-chan time.Time
+	for {
+		t.mu.Lock()
+		if ch.loser || p.gate == 0 {
+			t.mu.Unlock()
+			return
+		}
+		changed := p.gateChanged
+		t.mu.Unlock()
+		if deadline == nil {
+			timer := time.NewTimer(t.opts.HandshakeTimeout + drainWait)
+			defer timer.Stop()
+			deadline = timer.C
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.log.Warn("delivering without waiting for a replaced channel to drain", "peer", p.id)
+			return
+		case <-t.ctx.Done():
+			return
+		}
+	}
+}
+
+// readLoop reads frames from ch and hands them to OnMessage, one at a time,
+// after the peer's inbound rate limiter allows (pausing reads, never
+// dropping). A replaced channel's loop first lets its replacement wait until
+// it is drained, so that frames are delivered in the order they were written.
+func (t *Transport) readLoop(ch *channel) {
+	p := ch.p
+	for {
+		frame, err := ch.r.ReadFrame()
+		if err != nil {
+			t.readEnded(ch, err)
+			return
+		}
+		if p.gateN.Load() != 0 {
+			t.waitGate(ch)
+		}
+		if !p.limiter.Allow() {
+			if err := p.limiter.Wait(t.ctx); err != nil {
+				t.readEnded(ch, ErrStopped)
+				return
+			}
+		}
+		t.metrics.msgsIn.Inc()
+		t.metrics.bytesIn.Add(float64(len(frame)))
+		if t.log.Enabled(context.Background(), slog.LevelDebug-4) {
+			t.log.Log(context.Background(), slog.LevelDebug-4, "deliver", "peer", p.id, "stream", ch.s.ID(), "frame", string(frame))
+		}
+		if t.handler.OnMessage != nil {
+			p.deliverMu.Lock()
+			t.handler.OnMessage(p.id, frame)
+			p.deliverMu.Unlock()
+		}
+	}
+}
+
+// readEnded handles the end of ch's read loop.
+func (t *Transport) readEnded(ch *channel, err error) {
+	p := ch.p
+	switch {
+	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrPrefixTooLong):
+		t.metrics.oversize.Inc()
+		t.log.Warn("closing channel: oversize inbound frame", "peer", p.id, "err", err)
+	case err == io.EOF:
+		t.log.Debug("channel closed by peer", "peer", p.id)
+	default:
+		t.log.Debug("channel read ended", "peer", p.id, "err", err)
+	}
+	t.mu.Lock()
+	t.log.Debug("read loop ended", "peer", p.id, "stream", ch.s.ID(), "loser", ch.loser, "err", err)
+	if ch.loser {
+		t.gateReleaseLocked(p)
+		t.mu.Unlock()
+		_ = ch.s.Close()
+		return
+	}
+	if err == io.EOF {
+		// The peer closed its side cleanly. Close ours gracefully too
+		// (no reset): frames we already wrote must still reach it, for
+		// example when it stopped writing on a stream that lost a
+		// simultaneous dial before we learnt of the winner.
+		t.forgetChannelLocked(ch, fmt.Errorf("channel to %s closed by the peer", p.id))
+		t.mu.Unlock()
+		_ = ch.s.Close()
+		return
+	}
+	t.forgetChannelLocked(ch, err)
+	t.mu.Unlock()
+	_ = ch.s.Reset()
+}
+
+// channelFailed forgets ch (if it is still p's channel: a replaced channel
+// never tears down its successor, W9) and resets its stream.
+func (t *Transport) channelFailed(ch *channel, err error) {
+	_ = ch.s.Reset()
+	t.mu.Lock()
+	t.forgetChannelLocked(ch, err)
+	t.mu.Unlock()
+}
+
+// forgetChannelLocked unregisters ch if it is p's channel and starts a
+// reconnection when something needs the peer.
+func (t *Transport) forgetChannelLocked(ch *channel, err error) {
+	p := ch.p
+	if p.ch != ch {
+		return
+	}
+	t.detachLocked(p)
+	if err != nil && !errors.Is(err, ErrStopped) {
+		p.lastErr = err.Error()
+	}
+	if t.stopped || p.closed || p.closedByPeer {
+		return
+	}
+	if t.needsConnLocked(p) {
+		p.attempt = 0
+		t.setStateLocked(p, StateReconnecting)
+		t.ensureConnectorLocked(p)
+		return
+	}
+	t.setStateLocked(p, StateIdle)
+}
+
+// detachLocked unregisters p's channel (the caller closes its stream).
+func (t *Transport) detachLocked(p *peerState) *channel {
+	ch := p.ch
+	if ch == nil {
+		return nil
+	}
+	p.ch = nil
+	p.lastActive = t.opts.Now()
+	t.channels--
+	t.h.ConnManager().Unprotect(p.id, "ocapnet-channel")
+	p.signalLocked()
+	return ch
+}
+
+// handleStream accepts an inbound `whatever` stream: handshake, then the
+// read loop runs in this (libp2p's) goroutine.
+func (t *Transport) handleStream(s network.Stream) {
+	t.mu.Lock()
+	if !t.enterLocked() {
+		t.mu.Unlock()
+		s.Reset()
+		return
+	}
+	t.mu.Unlock()
+	defer t.wg.Done()
+
+	id := s.Conn().RemotePeer()
+	_ = s.SetDeadline(time.Now().Add(t.opts.HandshakeTimeout))
+	r := wire.NewReader(s, t.opts.MaxMessageSize)
+	frame, err := r.ReadFrame()
+	if err != nil {
+		t.metrics.handshakeFailures.Inc()
+		t.log.Info("inbound handshake failed", "peer", id, "err", err)
+		s.Reset()
+		return
+	}
+	hs, err := wire.DecodeHandshake(frame)
+	if err != nil || hs.Ack {
+		t.metrics.handshakeFailures.Inc()
+		t.log.Info("inbound handshake failed", "peer", id, "err", errOr(err, "got handshakeAck"))
+		s.Reset()
+		return
+	}
+	t.mu.Lock()
+	if t.stopped {
+		t.mu.Unlock()
+		s.Reset()
+		return
+	}
+	p := t.peerLocked(id)
+	if p.closed {
+		t.mu.Unlock()
+		// We closed this link on purpose: refuse, and tell an ocapnet peer
+		// again so that it stops dialling (instead of retrying forever,
+		// W10). A JavaScript peer only sees the reset.
+		s.Reset()
+		if slices.Contains(hs.Features, wire.FeatureClose) {
+			t.signalClose(id)
+		}
+		return
+	}
+	if p.ch == nil && t.channels >= t.opts.MaxConnections {
+		t.mu.Unlock()
+		t.log.Warn("refusing inbound channel: connection limit", "peer", id, "limit", t.opts.MaxConnections)
+		s.Reset()
+		return
+	}
+	t.mu.Unlock()
+	ch := &channel{p: p, s: s, r: r, features: hs.Features, incarnation: hs.IncarnationID}
+	if err := t.afterHandshake(ch); err != nil {
+		t.log.Info("inbound channel rejected", "peer", id, "err", err)
+		s.Reset()
+		return
+	}
+	if !t.acceptInbound(ch) {
+		return
+	}
+	t.readLoop(ch)
+}
+
+// acceptInbound registers an inbound channel and acknowledges its
+// handshake. It registers (deciding which of two simultaneous channels
+// survives) before acknowledging: the dialler writes as soon as it has our
+// ack, and its frames must find the channel already classified, or frames of
+// the two channels could be delivered out of order. No writer may use the
+// channel before the ack is written, so the peer's send semaphore is held
+// from registration to the ack. It returns false, with the stream reset,
+// if the channel cannot be used.
+func (t *Transport) acceptInbound(ch *channel) bool {
+	p := ch.p
+	p.linkMu.Lock()
+	defer p.linkMu.Unlock()
+	p.sendSem <- struct{}{}
+	registered, err := t.register(ch)
+	if err != nil {
+		<-p.sendSem
+		return false
+	}
+	ack := wire.EncodeHandshake(wire.Handshake{Ack: true, IncarnationID: t.opts.IncarnationID, Features: ourFeatures})
+	werr := wire.WriteFrame(ch.s, ack)
+	<-p.sendSem
+	if werr != nil {
+		t.metrics.handshakeFailures.Inc()
+		t.log.Info("inbound handshake failed: writing handshakeAck", "peer", p.id, "err", werr)
+		t.mu.Lock()
+		if ch.loser {
+			t.gateReleaseLocked(p)
+		} else {
+			t.forgetChannelLocked(ch, werr)
+		}
+		t.mu.Unlock()
+		_ = ch.s.Reset()
+		return false
+	}
+	_ = ch.s.SetDeadline(time.Time{})
+	if registered {
+		t.notifyChannel(ch)
+	} else {
+		closeWrite(ch.s) // we never write on a losing channel; the peer drains it
+	}
+	return true
+}

@@ -1,0 +1,161 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/ocapnet/ocapnet/wire"
+)
+
+// Send writes msg to peer p as one frame and returns once it is written:
+// on an open channel at once (blocking while the peer reads slowly:
+// backpressure), otherwise after a connection attempt opened one, for as
+// long as ctx allows. It never queues: an error means the message was not
+// written (ctx's error, ErrStopped, ErrIntentionallyClosed, ErrClosedByPeer,
+// ErrRetriesExhausted, ErrMessageTooLarge, ErrInvalidPeer) or that the write
+// itself failed, in which case the peer may or may not have received it.
+// Written is not delivered: a layer that must know uses acknowledgements,
+// as package node does. hints are added to the peer's location hints first.
+func (t *Transport) Send(ctx context.Context, id peer.ID, msg []byte, hints ...string) error {
+	if len(msg) > t.opts.MaxMessageSize {
+		return fmt.Errorf("send to %s: %w: %d bytes, limit %d", id, ErrMessageTooLarge, len(msg), t.opts.MaxMessageSize)
+	}
+	if err := t.RegisterHints(id, hints...); err != nil {
+		return err
+	}
+	for {
+		_, err := t.TrySendOn(ctx, id, msg, 0)
+		if !errors.Is(err, ErrNotConnected) {
+			return err
+		}
+		if err := t.waitForChannel(ctx, id); err != nil {
+			return err
+		}
+	}
+}
+
+// waitForChannel asks for a connection to p and waits until p's link
+// changes (a channel is registered or the link ends), ctx ends or the
+// transport stops.
+func (t *Transport) waitForChannel(ctx context.Context, id peer.ID) error {
+	t.mu.Lock()
+	if t.stopped {
+		t.mu.Unlock()
+		return ErrStopped
+	}
+	p := t.peerLocked(id)
+	if err := t.refuseLocked(p); err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	if p.gaveUp {
+		err := fmt.Errorf("send to %s: %w: %s", id, ErrRetriesExhausted, p.lastErr)
+		t.mu.Unlock()
+		return err
+	}
+	if p.ch != nil {
+		t.mu.Unlock()
+		return nil // a channel came up meanwhile: try again
+	}
+	changed := p.linkChanged
+	p.waiters++
+	t.ensureConnectorLocked(p)
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		p.waiters--
+		t.mu.Unlock()
+	}()
+	select {
+	case <-changed:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("send to %s: no channel: %w", id, ctx.Err())
+	case <-t.ctx.Done():
+		return ErrStopped
+	}
+}
+
+// TrySend writes msg to p only if a channel is open; it never waits for one
+// and returns ErrNotConnected otherwise (starting a connection attempt only
+// if p is pinned).
+func (t *Transport) TrySend(ctx context.Context, id peer.ID, msg []byte) error {
+	_, err := t.TrySendOn(ctx, id, msg, 0)
+	return err
+}
+
+// TrySendOn is TrySend restricted to the peer's channel of generation gen
+// (0: whichever is open). It returns the generation of the channel it wrote
+// on, or, with ErrChannelChanged and without writing, the generation of the
+// channel that replaced gen's (0 if none is open, with ErrNotConnected).
+// A layer above that numbers its frames writes with the generation it
+// learnt from Handler.OnChannel, so that it never writes on a new channel
+// before it has decided what to resend there.
+func (t *Transport) TrySendOn(ctx context.Context, id peer.ID, msg []byte, gen uint64) (uint64, error) {
+	if len(msg) > t.opts.MaxMessageSize {
+		return 0, fmt.Errorf("send to %s: %w: %d bytes, limit %d", id, ErrMessageTooLarge, len(msg), t.opts.MaxMessageSize)
+	}
+	p := t.peer(id)
+	if p == nil {
+		return 0, ErrStopped
+	}
+	select {
+	case p.sendSem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-t.ctx.Done():
+		return 0, ErrStopped
+	}
+	t.mu.Lock()
+	if err := t.refuseLocked(p); err != nil {
+		t.mu.Unlock()
+		<-p.sendSem
+		return 0, err
+	}
+	ch := p.ch
+	if ch == nil {
+		if p.pinned {
+			t.ensureConnectorLocked(p)
+		}
+		t.mu.Unlock()
+		<-p.sendSem
+		return 0, fmt.Errorf("send to %s: %w", id, ErrNotConnected)
+	}
+	t.mu.Unlock()
+	if gen != 0 && ch.gen != gen {
+		<-p.sendSem
+		return ch.gen, fmt.Errorf("send to %s: %w", id, ErrChannelChanged)
+	}
+	err := t.write(ch, msg)
+	<-p.sendSem
+	if err != nil {
+		t.channelFailed(ch, err)
+		return ch.gen, err
+	}
+	return ch.gen, nil
+}
+
+// write writes one frame on ch within WriteTimeout. The caller holds the
+// peer's send semaphore (which also guards ch.writeDeadline). The stream's
+// write deadline is refreshed only when less than half of WriteTimeout is
+// left, so a write always has between WriteTimeout/2 and WriteTimeout, and
+// the hot path does not reset a timer per frame.
+func (t *Transport) write(ch *channel, msg []byte) error {
+	now := time.Now()
+	if ch.writeDeadline.Sub(now) < t.opts.WriteTimeout/2 {
+		ch.writeDeadline = now.Add(t.opts.WriteTimeout)
+		if err := ch.s.SetWriteDeadline(ch.writeDeadline); err != nil {
+			return fmt.Errorf("write to %s: %w", ch.p.id, err)
+		}
+	}
+	if err := wire.WriteFrame(ch.s, msg); err != nil {
+		return fmt.Errorf("write to %s: %w", ch.p.id, err)
+	}
+	t.metrics.msgsOut.Inc()
+	t.metrics.bytesOut.Add(float64(len(msg)))
+	return nil
+}
