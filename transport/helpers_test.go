@@ -34,9 +34,9 @@ type recorder struct {
 	mu         sync.Mutex
 	msgs       map[peer.ID][]string
 	events     []Event
-	handshakes map[peer.ID][]string // incarnations, in order
-	channels   map[peer.ID][]uint64 // generations from OnChannel, in order
-	ended      map[peer.ID][]error  // OnLinkEnded reasons
+	handshakes map[peer.ID][]string  // incarnations, in order
+	channels   map[peer.ID][]uint64  // generations from OnChannel, in order
+	ended      map[peer.ID][]error   // OnLinkEnded reasons
 	onChannel  func(peer.ID, uint64) // called from OnChannel when set (before traffic)
 }
 
