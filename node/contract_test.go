@@ -215,3 +215,32 @@ func peerStatus(n *Node, id peer.ID) PeerStatus {
 	}
 	return PeerStatus{}
 }
+
+// SendBatch commits a batch in one group commit with per-peer order kept,
+// refuses what SendMessage would refuse without stopping the rest, and the
+// receivers get everything in order.
+func TestSendBatch(t *testing.T) {
+	a := start(t, fastOptions(t.TempDir()))
+	b := start(t, fastOptions(t.TempDir()))
+	c := start(t, fastOptions(t.TempDir()))
+	var ms []Outgoing
+	for i := 1; i <= 50; i++ {
+		ms = append(ms, Outgoing{To: b.PeerID(), Method: "m", Params: param(i), Hints: []string{b.addr(t)}})
+		ms = append(ms, Outgoing{To: c.PeerID(), Method: "m", Params: param(i), Hints: []string{c.addr(t)}, Tag: json.RawMessage(`1`)})
+	}
+	ms = append(ms, Outgoing{To: b.PeerID(), Method: "m", Params: json.RawMessage(`{bad`)})
+	res := a.SendBatch(context.Background(), ms)
+	for i, r := range res[:100] {
+		if r.Err != nil || r.Seq != uint64(i/2+1) {
+			t.Fatalf("result %d: %+v", i, r)
+		}
+	}
+	if !errors.Is(res[100].Err, ErrInvalidMessage) {
+		t.Fatalf("invalid message in a batch: %+v", res[100])
+	}
+	waitFor(t, 10*time.Second, "deliveries", func() bool {
+		return len(b.rec.messages()) == 50 && len(c.rec.messages()) == 50
+	})
+	checkInOrder(t, b.rec.messages(), a.PeerID(), 50)
+	checkInOrder(t, c.rec.messages(), a.PeerID(), 50)
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -191,4 +192,119 @@ func mergeHints(old, add []string) []string {
 		out = out[len(out)-maxHints:]
 	}
 	return out
+}
+
+// Result is the outcome of one message of a SendBatch.
+type Result struct {
+	Seq uint64
+	Err error
+}
+
+// SendBatch sends a batch of messages, possibly to several peers, in one
+// group commit: each message is appended to its peer's log in batch order
+// (so per-peer order is the batch's), and SendBatch returns once every
+// accepted message is durable. Results[i] is ms[i]'s sequence number or the
+// error that refused it, as SendMessage would report it; a refused message
+// does not stop the others. When a peer's window is full, SendBatch waits
+// for room (ctx bounds the wait, as for SendMessage).
+func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
+	res := make([]Result, len(ms))
+	type accepted struct {
+		i int
+		p *peerState
+	}
+	// Reserve every place in the windows first, holding no lock (a wait for
+	// room must not hold up a Close or Discard), then take the send locks of
+	// the batch's peers in peer ID order, admit and append.
+	var reserved []accepted
+	for i, m := range ms {
+		if err := n.checkOutgoing(m); err != nil {
+			res[i].Err = err
+			continue
+		}
+		p := n.peer(m.To)
+		if p == nil {
+			res[i].Err = ErrStopped
+			continue
+		}
+		if err := n.reserve(ctx, p); err != nil {
+			res[i].Err = err
+			continue
+		}
+		reserved = append(reserved, accepted{i, p})
+	}
+	var peers []*peerState
+	for _, a := range reserved {
+		if !slices.Contains(peers, a.p) {
+			peers = append(peers, a.p)
+		}
+	}
+	slices.SortFunc(peers, func(a, b *peerState) int { return strings.Compare(a.key, b.key) })
+	for _, p := range peers {
+		p.sendMu.RLock()
+		defer p.sendMu.RUnlock()
+	}
+	var ok []accepted
+	for _, a := range reserved {
+		m := ms[a.i]
+		if err := n.tr.Admit(m.To); err != nil {
+			n.unreserve(a.p)
+			res[a.i].Err = fmt.Errorf("send to %s: %w", m.To, err)
+			continue
+		}
+		if len(m.Hints) > 0 {
+			if err := n.tr.RegisterHints(m.To, m.Hints...); err != nil {
+				n.unreserve(a.p)
+				res[a.i].Err = err
+				continue
+			}
+		}
+		ok = append(ok, a)
+	}
+	if len(ok) == 0 {
+		return res
+	}
+	at := time.Now().Round(0).UTC()
+	err := n.st.Update(func(tx *store.Tx) error {
+		for _, a := range ok {
+			m := ms[a.i]
+			if len(m.Hints) > 0 {
+				pr, _, err := tx.Peer(a.p.key)
+				if err != nil {
+					return err
+				}
+				pr.Hints = mergeHints(pr.Hints, m.Hints)
+				if err := tx.PutPeer(a.p.key, pr); err != nil {
+					return err
+				}
+			}
+			seq, err := tx.AppendOut(a.p.key, store.OutRecord{Method: m.Method, Params: m.Params, Tag: m.Tag, At: at})
+			if err != nil {
+				return err
+			}
+			res[a.i].Seq = seq
+		}
+		return nil
+	})
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, a := range ok {
+		a.p.reserved--
+		if err != nil {
+			res[a.i] = Result{Err: fmt.Errorf("send to %s: %w", ms[a.i].To, err)}
+			a.p.roomLocked()
+			continue
+		}
+		m := ms[a.i]
+		n.metrics.sends.Inc()
+		a.p.pending[res[a.i].Seq] = outMsg{m.Method, m.Params, m.Tag}
+		a.p.lastSeq = max(a.p.lastSeq, res[a.i].Seq)
+	}
+	if err == nil {
+		for _, p := range peers {
+			n.updatePinLocked(p)
+			n.kickLocked(p)
+		}
+	}
+	return res
 }
