@@ -8,6 +8,7 @@ type metrics struct {
 	sends, acked, delivered, redelivered prometheus.Counter
 	retransmits, gaps, refused           prometheus.Counter
 	giveUps                              prometheus.Counter
+	writtenRuns                          prometheus.Histogram
 	window                               func() (unacked, parked float64)
 }
 
@@ -29,9 +30,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		gaps:        c("gaps_accepted_total", "Gaps in a peer's sequence accepted after GapTolerance receptions."),
 		refused:     c("handler_refusals_total", "Messages the handler refused (offered again later)."),
 		giveUps:     c("giveups_total", "Give-ups (close, restart, application limit)."),
+		writtenRuns: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ocapnet_node_written_run_messages",
+			Help: "Envelopes handed to the transport in one coalesced write.", Buckets: prometheus.ExponentialBuckets(1, 4, 6)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sends, m.acked, m.delivered, m.redelivered, m.retransmits, m.gaps, m.refused, m.giveUps, m)
+		reg.MustRegister(m.sends, m.acked, m.delivered, m.redelivered, m.retransmits, m.gaps, m.refused, m.giveUps, m.writtenRuns, m)
 	}
 	return m
 }

@@ -62,27 +62,55 @@ func (n *Node) kickLocked(p *peerState) {
 	go n.pump(p)
 }
 
+// A pump hands the transport runs of at most maxRun envelopes or
+// maxRunBytes of payload: what is ready is written together, and a lone
+// message is written at once.
+const (
+	maxRun      = 256
+	maxRunBytes = 256 << 10
+)
+
 // pump writes p's window in order from p.next on the channel of generation
-// p.chGen, until there is nothing left to write or that channel is gone.
+// p.chGen, in runs of what is ready, until there is nothing left to write or
+// that channel is gone.
 func (n *Node) pump(p *peerState) {
 	defer n.wg.Done()
+	var run []outMsg
+	var frames [][]byte
 	for {
 		n.mu.Lock()
 		if p.next <= max(p.acked, p.parkedTo) {
 			p.next = max(p.acked, p.parkedTo) + 1
 		}
-		m, ok := p.pending[p.next]
-		if n.stopped || !ok {
+		first, ack, gen, epoch := p.next, p.stored, p.chGen, p.inEpoch
+		run = run[:0]
+		size := 0
+		for s := first; len(run) < maxRun && size < maxRunBytes; s++ {
+			m, ok := p.pending[s]
+			if !ok {
+				break
+			}
+			run = append(run, m)
+			size += len(m.method) + len(m.params)
+		}
+		if n.stopped || len(run) == 0 {
 			p.pumping = false
 			n.mu.Unlock()
 			return
 		}
-		seq, ack, gen, epoch := p.next, p.stored, p.chGen, p.inEpoch
 		n.mu.Unlock()
 
-		frame, err := wire.EncodeEnvelope(wire.Envelope{Seq: seq, Ack: ack, Method: m.method, Params: m.params})
+		frames = frames[:0]
+		var err error
+		for i, m := range run {
+			var f []byte
+			if f, err = wire.EncodeEnvelope(wire.Envelope{Seq: first + uint64(i), Ack: ack, Method: m.method, Params: m.params}); err != nil {
+				break
+			}
+			frames = append(frames, f)
+		}
 		if err == nil {
-			_, err = n.tr.TrySendOn(n.ctx, p.id, frame, gen)
+			_, err = n.tr.TrySendFramesOn(n.ctx, p.id, frames, gen)
 		}
 		n.mu.Lock()
 		if err != nil {
@@ -98,7 +126,7 @@ func (n *Node) pump(p *peerState) {
 			p.pumping = false
 			if !errors.Is(err, transport.ErrNotConnected) && !errors.Is(err, transport.ErrChannelChanged) &&
 				!errors.Is(err, transport.ErrStopped) && n.ctx.Err() == nil {
-				n.log.Debug("write failed; the window is resent on the next channel", "peer", p.id, "seq", seq, "err", err)
+				n.log.Debug("write failed; the window is resent on the next channel", "peer", p.id, "seq", first, "err", err)
 			}
 			n.mu.Unlock()
 			return
@@ -106,9 +134,10 @@ func (n *Node) pump(p *peerState) {
 		if p.inEpoch == epoch {
 			p.ackSent = max(p.ackSent, ack)
 		}
-		if p.next == seq && p.chGen == gen {
-			p.next++
+		if p.next == first && p.chGen == gen {
+			p.next = first + uint64(len(run))
 		}
+		n.metrics.writtenRuns.Observe(float64(len(run)))
 		n.armRetransmitLocked(p, false)
 		n.mu.Unlock()
 	}

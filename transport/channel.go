@@ -34,6 +34,7 @@ type channel struct {
 	gen         uint64 // generation, unique per transport, set when registered (guarded by mu)
 
 	writeDeadline time.Time // guarded by the peer's send semaphore
+	wbuf          []byte    // the write buffer, reused between writes (guarded by the send semaphore)
 }
 
 func (t *Transport) handshakeOutbound(s network.Stream, p *peerState) (*channel, error) {

@@ -346,8 +346,8 @@ func TestStopDuringPhases(t *testing.T) {
 				if !errors.Is(err, ErrStopped) {
 					t.Fatalf("the waiting Send returned %v, want ErrStopped", err)
 				}
-			default:
-				t.Fatal("Stop returned before the waiting Send did")
+			case <-time.After(5 * time.Second):
+				t.Fatal("the waiting Send did not return after Stop")
 			}
 		})
 	}
