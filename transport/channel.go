@@ -273,9 +273,10 @@ func (t *Transport) readLoop(ch *channel) {
 	}
 }
 
-// readEnded handles the end of ch's read loop.
+// readEnded handles the end of ch's read loop (in the loop's goroutine).
 func (t *Transport) readEnded(ch *channel, err error) {
 	p := ch.p
+	ch.r.Close()
 	switch {
 	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrPrefixTooLong):
 		t.metrics.oversize.Inc()

@@ -11,7 +11,6 @@
 package wire
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -75,64 +74,6 @@ func PrefixLimit(maxSize int) int {
 	}
 	var buf [binary.MaxVarintLen64]byte
 	return binary.PutUvarint(buf[:], uint64(maxSize))
-}
-
-// Reader reads frames from a stream. It buffers its input, so once a stream
-// is wrapped in a Reader every later read of that stream must go through the
-// same Reader. It is not safe for concurrent use.
-type Reader struct {
-	r      *bufio.Reader
-	max    int
-	prefix int
-}
-
-// NewReader returns a Reader of frames of at most maxSize payload bytes
-// (maxSize <= 0 means DefaultMaxMessageSize).
-func NewReader(r io.Reader, maxSize int) *Reader {
-	if maxSize <= 0 {
-		maxSize = DefaultMaxMessageSize
-	}
-	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: maxSize, prefix: PrefixLimit(maxSize)}
-}
-
-// ReadFrame reads one frame and returns its payload in a new slice. It
-// returns io.EOF only when the stream ends cleanly between frames, and a
-// *FrameError for an oversize length, an over-long prefix or an end inside a
-// frame; other errors come from the underlying reader. After an error the
-// framing is lost and the stream must not be read further.
-func (r *Reader) ReadFrame() ([]byte, error) {
-	var length uint64
-	for i := 0; ; i++ {
-		if i == r.prefix {
-			return nil, &FrameError{Err: ErrPrefixTooLong, Max: r.max}
-		}
-		b, err := r.r.ReadByte()
-		if err != nil {
-			if err == io.EOF {
-				if i == 0 {
-					return nil, io.EOF
-				}
-				return nil, &FrameError{Err: ErrTruncated, Max: r.max}
-			}
-			return nil, err
-		}
-		length |= uint64(b&0x7f) << (7 * i)
-		if b < 0x80 {
-			break
-		}
-	}
-	if length > uint64(r.max) {
-		return nil, &FrameError{Err: ErrFrameTooLarge, Length: length, Max: r.max}
-	}
-	payload := make([]byte, length)
-	n, err := io.ReadFull(r.r, payload)
-	if err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, &FrameError{Err: ErrTruncated, Length: length, Read: n, Max: r.max}
-		}
-		return nil, err
-	}
-	return payload, nil
 }
 
 // AppendFrame appends the frame for payload (varint length, then the
