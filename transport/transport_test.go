@@ -294,9 +294,8 @@ func TestRefusedAddressFailsThenGivesUp(t *testing.T) {
 	if ended := a.rec.linkEnded(target); len(ended) != 1 || !errors.Is(ended[0], ErrRetriesExhausted) {
 		t.Fatalf("OnLinkEnded: %v", ended)
 	}
-	if !a.rec.sawState(target, StateFailed) {
-		t.Errorf("the peer was never reported failed")
-	}
+	// State events reach the recorder asynchronously.
+	waitFor(t, 5*time.Second, "the peer reported failed", func() bool { return a.rec.sawState(target, StateFailed) })
 	if a.state(target) != StateGaveUp {
 		t.Errorf("state %v, want gave-up", a.state(target))
 	}
