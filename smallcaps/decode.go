@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ocapnet/ocapnet/internal/jsjson"
 )
@@ -149,6 +150,9 @@ func (d *decoder) slot(s string, p path) (any, error) {
 	index := int(f)
 	if index >= len(d.slots) {
 		return nil, d.fail(p, ErrSlotIndex, "%s: index %d out of range (%d slots)", quote(s), index, len(d.slots))
+	}
+	if slot := d.slots[index]; slot == "" || !utf8.ValidString(slot) {
+		return nil, d.fail(p, ErrBadValue, "%s: slot %d is %s, not a reference", quote(s), index, quote(slot))
 	}
 	if v, ok := d.vals[index]; ok {
 		if _, isPromise := v.(Promise); isPromise != promise {

@@ -97,35 +97,47 @@ func TestGoldenDecodeEncoded(t *testing.T) {
 			continue
 		}
 		// The encoding writes -0 as 0.
-		if !Equal(got, zeroSign(want)) {
+		if !Equal(got, asDecoded(want)) {
 			t.Errorf("%s: Decode(%s) = %#v, want %#v", c.Label, c.Body, got, want)
 		}
 	}
 }
 
-// zeroSign turns every -0 in v into 0, as encoding does.
-func zeroSign(v any) any {
-	switch x := v.(type) {
+// asDecoded returns v as Decode(Encode(v)) gives it back: -0 becomes 0
+// and unknown error names become "Error".
+func asDecoded(v any) any {
+	switch x := canonical(v).(type) {
 	case float64:
 		if x == 0 {
 			return 0.0
 		}
+		return x
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = zeroSign(e)
+			out[i] = asDecoded(e)
 		}
 		return out
 	case Record:
 		out := make(Record, len(x))
 		for i, f := range x {
-			out[i] = Field{f.Key, zeroSign(f.Value)}
+			out[i] = Field{f.Key, asDecoded(f.Value)}
 		}
 		return out
 	case Tagged:
-		return Tagged{x.Tag, zeroSign(x.Payload)}
+		return Tagged{x.Tag, asDecoded(x.Payload)}
+	case *Error:
+		e := &Error{Name: "Error", Message: x.Message, ErrorID: x.ErrorID, Extra: asDecoded(x.Extra).(Record)}
+		if errorNames[x.Name] {
+			e.Name = x.Name
+		}
+		if len(x.Extra) == 0 {
+			e.Extra = nil
+		}
+		return e
+	default:
+		return x
 	}
-	return v
 }
 
 // goldenDecodeErrors is the category Go reports for each body that
