@@ -183,3 +183,14 @@ func TestTranscript(t *testing.T) {
 		}
 	}
 }
+
+type rawFrame struct{ method, params string }
+
+// wireDecode returns a captured frame's method and params.
+func wireDecode(frame string) (rawFrame, error) {
+	m, err := wire.DecodeMessage([]byte(frame))
+	if err != nil {
+		return rawFrame{}, err
+	}
+	return rawFrame{m.Envelope.Method, string(m.Envelope.Params)}, nil
+}
