@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -103,41 +104,50 @@ func TestGoldenDecodeEncoded(t *testing.T) {
 	}
 }
 
-// asDecoded returns v as Decode(Encode(v)) gives it back: -0 becomes 0
-// and unknown error names become "Error".
-func asDecoded(v any) any {
+// mapLeaves rebuilds v with f applied to every value that is not an
+// array, record or tagged value (errors are leaves).
+func mapLeaves(v any, f func(any) any) any {
 	switch x := canonical(v).(type) {
-	case float64:
-		if x == 0 {
-			return 0.0
-		}
-		return x
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = asDecoded(e)
+			out[i] = mapLeaves(e, f)
 		}
 		return out
 	case Record:
 		out := make(Record, len(x))
-		for i, f := range x {
-			out[i] = Field{f.Key, asDecoded(f.Value)}
+		for i, e := range x {
+			out[i] = Field{e.Key, mapLeaves(e.Value, f)}
 		}
 		return out
 	case Tagged:
-		return Tagged{x.Tag, asDecoded(x.Payload)}
-	case *Error:
-		e := &Error{Name: "Error", Message: x.Message, ErrorID: x.ErrorID, Extra: asDecoded(x.Extra).(Record)}
-		if errorNames[x.Name] {
-			e.Name = x.Name
-		}
-		if len(x.Extra) == 0 {
-			e.Extra = nil
-		}
-		return e
+		return Tagged{x.Tag, mapLeaves(x.Payload, f)}
 	default:
-		return x
+		return f(x)
 	}
+}
+
+// asDecoded returns v as Decode(Encode(v)) gives it back: -0 becomes 0
+// and unknown error names become "Error".
+func asDecoded(v any) any {
+	return mapLeaves(v, func(v any) any {
+		switch x := v.(type) {
+		case float64:
+			if x == 0 {
+				return 0.0
+			}
+		case *Error:
+			e := &Error{Name: "Error", Message: x.Message, ErrorID: x.ErrorID}
+			if errorNames[x.Name] {
+				e.Name = x.Name
+			}
+			if len(x.Extra) > 0 {
+				e.Extra = asDecoded(x.Extra).(Record)
+			}
+			return e
+		}
+		return v
+	})
 }
 
 // goldenDecodeErrors is the category Go reports for each body that
@@ -245,25 +255,12 @@ func TestGoldenDecodeChecks(t *testing.T) {
 // errorsNameMessage strips errors to name and message, all that a
 // JavaScript decoder shows of them.
 func errorsNameMessage(v any) any {
-	switch x := v.(type) {
-	case *Error:
-		return &Error{Name: x.Name, Message: x.Message}
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = errorsNameMessage(e)
+	return mapLeaves(v, func(v any) any {
+		if x, ok := v.(*Error); ok {
+			return &Error{Name: x.Name, Message: x.Message}
 		}
-		return out
-	case Record:
-		out := make(Record, len(x))
-		for i, f := range x {
-			out[i] = Field{f.Key, errorsNameMessage(f.Value)}
-		}
-		return out
-	case Tagged:
-		return Tagged{x.Tag, errorsNameMessage(x.Payload)}
-	}
-	return v
+		return v
+	})
 }
 
 // TestGoldenRecordOrder: decoded records list keys as a JavaScript object
@@ -316,14 +313,4 @@ func TestGoldenWellKnownSymbols(t *testing.T) {
 	}
 }
 
-func slicesEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
+func slicesEqual(a, b []string) bool { return slices.Equal(a, b) }
