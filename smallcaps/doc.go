@@ -36,7 +36,11 @@
 //     Decode reads any JSON number to the nearest float64 (1.0 is 1, 1e400
 //     is Infinity) and keeps -0 (JSON "-0").
 //   - Records: Encode sorts keys by UTF-16 code units, as JavaScript's sort
-//     does, and rejects a Record with a repeated key. Decode accepts keys in
+//     does, and visits the values (numbering slots) in that order, but then
+//     writes the keys as a JavaScript object lists them, which is how
+//     JSON.stringify writes @endo/marshal's result: array-index keys ("0",
+//     "9", "10", up to 4294967294) first, in numeric order, then the rest
+//     sorted. It rejects a Record with a repeated key. Decode accepts keys in
 //     any order and returns them in the order a JavaScript object would list
 //     them (array-index keys ascending first, then the others as written); a
 //     key that occurs twice keeps its first place and its last value, as
@@ -54,7 +58,11 @@
 //     <name>", "Remotable" or empty (package kernelwire checks that). Decode
 //     gives every occurrence of a slot the Iface of its first occurrence,
 //     and treats a slot string as opaque: which references may stand for
-//     remotables or promises is the caller's business.
+//     remotables or promises is the caller's business (the JavaScript
+//     kernel decides by the text: a slot starting with "p", "kp" or "rp" is
+//     a promise). A referenced slot that is empty or not valid UTF-8 is
+//     refused, where JavaScript would accept it. Slot indices are read as
+//     JavaScript's Number() reads them: "$01", "$ 1" and "$0x1" are slot 1.
 //   - Errors: Encode writes "#error" (the message), "errorId" (when
 //     ErrorID is set), "name" ("Error" when Name is empty), then Extra's
 //     keys, sorted and verbatim. Decode requires a name; a name other than
