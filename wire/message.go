@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/ocapnet/ocapnet/internal/jsjson"
 )
 
 // Handshake method names (reference §2.3).
@@ -344,48 +345,8 @@ func parseInteger(raw json.RawMessage, min uint64) (uint64, error) {
 }
 
 // appendString appends s as a JSON string the way JavaScript's
-// JSON.stringify writes it: only '"', '\\' and control characters are
-// escaped (no HTML escaping, U+2028/U+2029 kept). Invalid UTF-8 becomes
-// U+FFFD, since a JavaScript string cannot hold it.
-func appendString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"':
-				b = append(b, '\\', '"')
-			case c == '\\':
-				b = append(b, '\\', '\\')
-			case c == '\b':
-				b = append(b, '\\', 'b')
-			case c == '\f':
-				b = append(b, '\\', 'f')
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, "\uFFFD"...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
-}
+// JSON.stringify writes it (see jsjson.AppendString).
+func appendString(b []byte, s string) []byte { return jsjson.AppendString(b, s) }
 
 // truncate shortens text quoted in error messages.
 func truncate(s string) string {
