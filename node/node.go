@@ -52,6 +52,7 @@ import (
 
 	"github.com/ocapnet/ocapnet/identity"
 	"github.com/ocapnet/ocapnet/internal/eventq"
+	"github.com/ocapnet/ocapnet/internal/logsum"
 	"github.com/ocapnet/ocapnet/store"
 	"github.com/ocapnet/ocapnet/transport"
 )
@@ -61,6 +62,7 @@ type Node struct {
 	opts  Options
 	h     Handler
 	log   *slog.Logger
+	sum   *logsum.Logger // per-peer and per-frame lines, summarised
 	st    *store.Store
 	tr    *transport.Transport // set before ready is closed
 	self  peer.ID
@@ -101,6 +103,7 @@ func Start(ctx context.Context, opts Options, h Handler) (*Node, error) {
 		opts:     opts,
 		h:        h,
 		log:      opts.Logger,
+		sum:      logsum.New(opts.Logger, 0),
 		st:       st,
 		peers:    map[peer.ID]*peerState{},
 		allow:    map[peer.ID]bool{},
@@ -119,7 +122,7 @@ func Start(ctx context.Context, opts Options, h Handler) (*Node, error) {
 		n.log.Warn("key seed is shorter than 64 hex digits: anyone can derive it")
 	}
 	if err != nil {
-		st.Close()
+		n.abortStart()
 		return nil, err
 	}
 	n.inc = id.IncarnationID
@@ -128,7 +131,7 @@ func Start(ctx context.Context, opts Options, h Handler) (*Node, error) {
 		lastActive, err = tx.LastActive()
 		return err
 	}); err != nil {
-		st.Close()
+		n.abortStart()
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -168,9 +171,12 @@ func Start(ctx context.Context, opts Options, h Handler) (*Node, error) {
 
 // abortStart undoes a Start that failed before the transport ran.
 func (n *Node) abortStart() {
-	n.cancel()
-	n.events.Close()
-	n.evWG.Wait()
+	if n.cancel != nil {
+		n.cancel()
+		n.events.Close()
+		n.evWG.Wait()
+	}
+	n.sum.Stop()
 	n.st.Close()
 }
 
@@ -404,6 +410,7 @@ func (n *Node) stop() {
 	}
 	n.events.Close()
 	n.evWG.Wait()
+	n.sum.Stop()
 	if err := n.st.Close(); err != nil {
 		errs = append(errs, err)
 	}

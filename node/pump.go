@@ -198,7 +198,7 @@ func (n *Node) retransmitDue(p *peerState, gen uint64) {
 // handleAckLocked applies a cumulative acknowledgement.
 func (n *Node) handleAckLocked(p *peerState, a uint64) {
 	if a > p.lastSeq {
-		n.log.Warn("peer acknowledged messages never sent: clamped", "peer", p.id, "ack", a, "last", p.lastSeq)
+		n.sum.Warn("ack-clamped", "peer acknowledged messages never sent: clamped", "peer", p.id, "ack", a, "last", p.lastSeq)
 		a = p.lastSeq
 	}
 	if a <= p.acked {

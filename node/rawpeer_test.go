@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -243,5 +245,44 @@ func TestRestartWhileOldChannelDelivers(t *testing.T) {
 		if r := eventsOf[PeerRestarted](n.rec); len(r) != 1 || r[0].Current != restarted.inc {
 			t.Fatalf("round %d: restarts %+v", round, r)
 		}
+	}
+}
+
+// lockedBuffer is a goroutine-safe log sink.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A flood of malformed frames is summarised in the log, not one line per
+// frame, and the link keeps working.
+func TestMalformedFloodSummarised(t *testing.T) {
+	var logs lockedBuffer
+	opts := fastOptions(t.TempDir())
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	n := start(t, opts)
+	r := startRaw(t, identity.Seed{0x58})
+	r.send(t, n, `not json`)
+	for range 5000 {
+		if err := r.TrySend(context.Background(), n.PeerID(), []byte(`{"seq":"x"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.send(t, n, env(1))
+	waitFor(t, 10*time.Second, "the good message", func() bool { return len(n.rec.messages()) == 1 })
+	if lines := strings.Count(logs.String(), "malformed frame dropped"); lines > 2 {
+		t.Fatalf("%d log lines for 5,001 malformed frames, want a summary", lines)
 	}
 }

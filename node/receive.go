@@ -1,6 +1,7 @@
 package node
 
 import (
+	"log/slog"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -18,7 +19,7 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 	m, err := wire.DecodeMessage(frame)
 	if err != nil {
 		// Not acknowledged: a sender that meant it will resend.
-		n.log.Warn("malformed frame dropped", "peer", from, "err", err)
+		n.sum.Warn("malformed-frame", "malformed frame dropped", "peer", from, "err", err)
 		return
 	}
 	p := n.peer(from)
@@ -89,7 +90,7 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 		})
 		if err != nil {
 			// Not delivered and not acknowledged: the sender resends.
-			n.log.Error("recording delivery intent failed: message not delivered", "peer", from, "seq", e.Seq, "err", err)
+			n.sum.Log(slog.LevelError, "intent-failed", "recording delivery intent failed: message not delivered", "peer", from, "seq", e.Seq, "err", err)
 			return
 		}
 		n.mu.Lock()
@@ -101,7 +102,7 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 	if n.h.OnMessage != nil {
 		if err := n.h.OnMessage(Message{From: from, Seq: e.Seq, Method: e.Method, Params: e.Params, Redelivery: redelivery}); err != nil {
 			n.metrics.refused.Inc()
-			n.log.Warn("handler refused a message; it will be offered again", "peer", from, "seq", e.Seq, "err", err)
+			n.sum.Warn("handler-refused", "handler refused a message; it will be offered again", "peer", from, "seq", e.Seq, "err", err)
 			n.mu.Lock()
 			p.refused = e.Seq
 			n.mu.Unlock()

@@ -231,7 +231,7 @@ func (t *Transport) waitGate(ch *channel) {
 		select {
 		case <-changed:
 		case <-deadline:
-			t.log.Warn("delivering without waiting for a replaced channel to drain", "peer", p.id)
+			t.sum.Warn("drain-timeout", "delivering without waiting for a replaced channel to drain", "peer", p.id)
 			return
 		case <-t.ctx.Done():
 			return
@@ -280,7 +280,7 @@ func (t *Transport) readEnded(ch *channel, err error) {
 	switch {
 	case errors.Is(err, wire.ErrFrameTooLarge), errors.Is(err, wire.ErrPrefixTooLong):
 		t.metrics.oversize.Inc()
-		t.log.Warn("closing channel: oversize inbound frame", "peer", p.id, "err", err)
+		t.sum.Warn("oversize-frame", "closing channel: oversize inbound frame", "peer", p.id, "err", err)
 	case err == io.EOF:
 		t.log.Debug("channel closed by peer", "peer", p.id)
 	default:
@@ -373,14 +373,14 @@ func (t *Transport) handleStream(s network.Stream) {
 	frame, err := r.ReadFrame()
 	if err != nil {
 		t.metrics.handshakeFailures.Inc()
-		t.log.Info("inbound handshake failed", "peer", id, "err", err)
+		t.sum.Info("inbound-handshake", "inbound handshake failed", "peer", id, "err", err)
 		s.Reset()
 		return
 	}
 	hs, err := wire.DecodeHandshake(frame)
 	if err != nil || hs.Ack {
 		t.metrics.handshakeFailures.Inc()
-		t.log.Info("inbound handshake failed", "peer", id, "err", errOr(err, "got handshakeAck"))
+		t.sum.Info("inbound-handshake", "inbound handshake failed", "peer", id, "err", errOr(err, "got handshakeAck"))
 		s.Reset()
 		return
 	}
@@ -404,14 +404,14 @@ func (t *Transport) handleStream(s network.Stream) {
 	}
 	if p.ch == nil && t.channels >= t.opts.MaxConnections {
 		t.mu.Unlock()
-		t.log.Warn("refusing inbound channel: connection limit", "peer", id, "limit", t.opts.MaxConnections)
+		t.sum.Warn("connection-limit", "refusing inbound channel: connection limit", "peer", id, "limit", t.opts.MaxConnections)
 		s.Reset()
 		return
 	}
 	t.mu.Unlock()
 	ch := &channel{p: p, s: s, r: r, features: hs.Features, incarnation: hs.IncarnationID}
 	if err := t.afterHandshake(ch); err != nil {
-		t.log.Info("inbound channel rejected", "peer", id, "err", err)
+		t.sum.Info("inbound-rejected", "inbound channel rejected", "peer", id, "err", err)
 		s.Reset()
 		return
 	}
@@ -444,7 +444,7 @@ func (t *Transport) acceptInbound(ch *channel) bool {
 	<-p.sendSem
 	if werr != nil {
 		t.metrics.handshakeFailures.Inc()
-		t.log.Info("inbound handshake failed: writing handshakeAck", "peer", p.id, "err", werr)
+		t.sum.Info("inbound-handshake", "inbound handshake failed: writing handshakeAck", "peer", p.id, "err", werr)
 		t.mu.Lock()
 		if ch.loser {
 			t.gateReleaseLocked(p)

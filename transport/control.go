@@ -118,7 +118,7 @@ func (t *Transport) handleControl(s network.Stream) {
 		}
 	}
 	if err != nil {
-		t.log.Info("ignoring malformed control message", "peer", id, "err", err)
+		t.sum.Info("control-malformed", "ignoring malformed control message", "peer", id, "err", err)
 		s.Reset()
 		return
 	}

@@ -86,7 +86,7 @@ func (t *Transport) checkLiveness(ch *channel) {
 	if ok && res.Error != nil {
 		err = fmt.Errorf("liveness check failed: %w", res.Error)
 	}
-	t.log.Info("peer unresponsive: closing its connection", "peer", ch.p.id, "err", err)
+	t.sum.Info("unresponsive", "peer unresponsive: closing its connection", "peer", ch.p.id, "err", err)
 	_ = ch.s.Conn().Close()
 	t.channelFailed(ch, err)
 }

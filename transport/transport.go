@@ -47,6 +47,7 @@ import (
 
 	"github.com/ocapnet/ocapnet/internal/backoff"
 	"github.com/ocapnet/ocapnet/internal/eventq"
+	"github.com/ocapnet/ocapnet/internal/logsum"
 	"github.com/ocapnet/ocapnet/internal/wake"
 	"github.com/ocapnet/ocapnet/wire"
 )
@@ -57,6 +58,7 @@ type Transport struct {
 	h       host.Host
 	handler Handler
 	log     *slog.Logger
+	sum     *logsum.Logger // per-peer and per-frame lines, summarised
 	self    peer.ID
 	metrics *metrics
 	events  *eventq.Queue[Event]
@@ -110,6 +112,7 @@ func Start(ctx context.Context, opts Options, h Handler) (*Transport, error) {
 		h:        hst,
 		handler:  h,
 		log:      opts.Logger,
+		sum:      logsum.New(opts.Logger, 0),
 		self:     hst.ID(),
 		metrics:  newMetrics(opts.Metrics),
 		policy:   backoff.Policy{Base: opts.ReconnectBaseDelay, Max: opts.ReconnectMaxDelay, Rand: opts.backoffRand},
@@ -129,6 +132,7 @@ func Start(ctx context.Context, opts Options, h Handler) (*Transport, error) {
 		t.events.Close()
 		hst.Close()
 		t.evWG.Wait()
+		t.sum.Stop()
 		return nil, fmt.Errorf("transport: event bus: %w", err)
 	}
 	for _, ai := range relayInfos {
@@ -257,6 +261,7 @@ func (t *Transport) stop() {
 	t.mu.Unlock()
 	t.events.Close()
 	t.evWG.Wait()
+	t.sum.Stop()
 	t.log.Info("transport stopped", "peer", t.self)
 }
 

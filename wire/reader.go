@@ -30,7 +30,7 @@ type Reader struct {
 	prefix int
 	err    error // sticky error of r, returned once the buffer is drained
 
-	empty      int // consecutive reads that returned nothing
+	empty int // consecutive reads that returned nothing
 
 	idle       [idleBuffer]byte
 	busy       *[]byte // borrowed from busyPool while the stream is busy, else nil
