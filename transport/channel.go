@@ -30,8 +30,10 @@ type channel struct {
 	outbound    bool
 	features    []string
 	incarnation string
-	loser       bool   // replaced by a simultaneous channel; read to its end (guarded by mu)
-	gen         uint64 // generation, unique per transport, set when registered (guarded by mu)
+	loser       bool      // replaced by a simultaneous channel; read to its end (guarded by mu)
+	gen         uint64    // generation, unique per transport, set when registered (guarded by mu)
+	nextProbe   time.Time // when the liveness loop probes this channel next (guarded by mu)
+	probing     bool      // a liveness probe runs (guarded by mu)
 
 	writeDeadline time.Time // guarded by the peer's send semaphore
 	wbuf          []byte    // the write buffer, reused between writes (guarded by the send semaphore)
@@ -137,6 +139,9 @@ func (t *Transport) register(ch *channel) (registered bool, err error) {
 		t.channels++
 	}
 	p.ch = ch
+	if t.opts.LivenessInterval > 0 {
+		ch.nextProbe = t.firstProbe(time.Now())
+	}
 	if ch.outbound {
 		p.dialing = false // the connector's dial ends here
 	}

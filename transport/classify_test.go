@@ -123,3 +123,23 @@ ocapnet_transport_peers{state="reconnecting"} 0
 		t.Error(err)
 	}
 }
+
+// Only silence and a dead connection count against a peer; our own
+// resource limits never do (they are ours, not the peer's).
+func TestProbeVerdict(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want verdict
+	}{
+		{nil, probeAnswered},
+		{fmt.Errorf("cannot reserve outbound stream: %w", network.ErrResourceLimitExceeded), probeLocalLimit},
+		{fmt.Errorf("scope: %w", network.ErrResourceScopeClosed), probeLocalLimit},
+		{context.DeadlineExceeded, probeDead},
+		{errors.New("liveness check timed out: some other error"), probeDead},
+		{fmt.Errorf("ping: %w", network.ErrReset), probeAnswered},
+	} {
+		if got := probeVerdict(c.err); got != c.want {
+			t.Errorf("probeVerdict(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+}

@@ -3,13 +3,21 @@ package transport
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync"
+	"math/rand/v2"
+	"os"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	msmux "github.com/multiformats/go-multistream"
 )
+
+// maxProbesInFlight bounds the liveness probes running at once. Probes are
+// spread over the interval (each channel has its own phase, with jitter), so
+// at 2,000 channels and the default 10 s interval about 200 start per
+// second; the bound only matters when many probes hang until their timeout.
+const maxProbesInFlight = 64
 
 // ResetBackoffs resets every peer's backoff and failure state and cuts every
 // backoff wait in progress short, so reconnection starts at once; a peer
@@ -39,56 +47,128 @@ func (t *Transport) onWake(gap time.Duration) {
 	t.events.Push(WakeDetected{Gap: gap})
 }
 
-// livenessLoop pings every peer with a channel each LivenessInterval; a
-// failed ping closes that connection, so its channel fails and is
-// reconnected if something needs the peer. Nothing new is written on the
-// `whatever` stream.
+// jitteredInterval is LivenessInterval ± 10 %.
+func (t *Transport) jitteredInterval() time.Duration {
+	d := t.opts.LivenessInterval
+	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
+}
+
+// firstProbe is when a new channel is first probed: at a random phase of the
+// interval, so that channels registered together are not probed together.
+func (t *Transport) firstProbe(now time.Time) time.Time {
+	return now.Add(time.Duration(rand.Int64N(int64(t.opts.LivenessInterval) + 1)))
+}
+
+// livenessLoop probes every channel's connection with libp2p ping once per
+// LivenessInterval, each at its own time, with at most maxProbesInFlight at
+// once. A probe that gets no answer within LivenessTimeout closes the
+// connection, so its channel fails and is reconnected if something needs the
+// peer. Nothing new is written on the `whatever` stream.
 func (t *Transport) livenessLoop() {
-	ticker := time.NewTicker(t.opts.LivenessInterval)
+	tick := max(t.opts.LivenessInterval/20, 10*time.Millisecond)
+	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
+	sem := make(chan struct{}, maxProbesInFlight)
+	var due []*channel
 	for {
 		select {
 		case <-t.ctx.Done():
 			return
 		case <-ticker.C:
 		}
+		now := time.Now()
+		due = due[:0]
 		t.mu.Lock()
-		var chans []*channel
 		for _, p := range t.peers {
-			if p.ch != nil {
-				chans = append(chans, p.ch)
+			if ch := p.ch; ch != nil && !ch.probing && !now.Before(ch.nextProbe) {
+				due = append(due, ch)
 			}
 		}
 		t.mu.Unlock()
-		var round sync.WaitGroup
-		for _, ch := range chans {
-			round.Add(1)
+	start:
+		for _, ch := range due {
+			select {
+			case sem <- struct{}{}:
+			default:
+				t.metrics.probesDeferred.Inc()
+				break start // the rest stay due for the next tick
+			}
+			t.mu.Lock()
+			ch.probing = true
+			t.mu.Unlock()
+			t.wg.Add(1) // safe: this goroutine is counted, so the count is not zero
 			go func() {
-				defer round.Done()
-				t.checkLiveness(ch)
+				defer t.wg.Done()
+				defer func() { <-sem }()
+				t.probe(ch)
 			}()
 		}
-		round.Wait()
 	}
 }
 
-func (t *Transport) checkLiveness(ch *channel) {
+// probe checks ch's connection once and schedules the next check.
+func (t *Transport) probe(ch *channel) {
 	ctx, cancel := context.WithTimeout(t.ctx, t.opts.LivenessTimeout)
 	defer cancel()
 	res, ok := <-ping.Ping(network.WithNoDial(network.WithAllowLimitedConn(ctx, "ocapnet-liveness"), "liveness"), t.h, ch.p.id)
-	if ok && res.Error == nil {
+	var err error
+	switch {
+	case ok && res.Error == nil:
+	case !ok:
+		err = errors.New("liveness check timed out")
+	default:
+		err = res.Error
+	}
+	next := time.Now().Add(t.jitteredInterval())
+	verdict := probeVerdict(err)
+	switch verdict {
+	case probeLocalLimit:
+		// Our own resource limits refused the probe: no evidence about the
+		// peer. Try again at the next tick.
+		t.metrics.probesLocal.Inc()
+		t.sum.Warn("probe-local-limit", "liveness probe refused by a local resource limit; not counted against the peer", "peer", ch.p.id, "err", err)
+		next = time.Now()
+	case probeAnswered:
+		if err != nil {
+			t.sum.Info("probe-answered", "liveness probe failed but the peer answered: alive", "peer", ch.p.id, "err", err)
+		}
+	}
+	t.mu.Lock()
+	ch.probing = false
+	ch.nextProbe = next
+	t.mu.Unlock()
+	if verdict != probeDead || t.ctx.Err() != nil {
 		return
 	}
-	if t.ctx.Err() != nil {
-		return
-	}
-	err := errors.New("liveness check timed out")
-	if ok && res.Error != nil {
-		err = fmt.Errorf("liveness check failed: %w", res.Error)
-	}
+	t.metrics.probesFailed.Inc()
 	t.sum.Info("unresponsive", "peer unresponsive: closing its connection", "peer", ch.p.id, "err", err)
 	_ = ch.s.Conn().Close()
 	t.channelFailed(ch, err)
+}
+
+type verdict int
+
+const (
+	probeAnswered   verdict = iota // a pong, or an answer that was not one (a reset, a refusal): the peer is there
+	probeLocalLimit                // our own limits refused to open the probe
+	probeDead                      // no answer in time, or the connection is gone
+)
+
+// probeVerdict reads a ping error. Only silence and a dead connection are
+// evidence against the peer; a local resource-limit refusal is ours, and a
+// stream reset or an unsupported protocol is an answer.
+func probeVerdict(err error) verdict {
+	switch {
+	case err == nil:
+		return probeAnswered
+	case errors.Is(err, network.ErrResourceLimitExceeded), errors.Is(err, network.ErrResourceScopeClosed):
+		return probeLocalLimit
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
+		return probeDead
+	case errors.Is(err, network.ErrReset), errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}):
+		return probeAnswered
+	}
+	return probeDead
 }
 
 // cleanupLoop forgets peers that have been idle (no channel, pin, waiting
@@ -106,11 +186,16 @@ func (t *Transport) cleanupLoop() {
 		now := t.opts.Now()
 		t.mu.Lock()
 		for id, p := range t.peers {
-			if p.ch == nil && !p.dialing && !t.needsConnLocked(p) && !p.closed && !p.closedByPeer &&
-				p.gate == 0 && now.Sub(p.lastActive) > t.opts.StalePeerTimeout {
+			if t.idleLocked(p) && now.Sub(p.lastActive) > t.opts.StalePeerTimeout {
 				delete(t.peers, id)
 			}
 		}
 		t.mu.Unlock()
 	}
+}
+
+// idleLocked reports whether p has nothing in progress: no channel, pin,
+// waiting Send, dial, gate or close flag.
+func (t *Transport) idleLocked(p *peerState) bool {
+	return p.ch == nil && !p.dialing && !t.needsConnLocked(p) && !p.closed && !p.closedByPeer && p.gate == 0
 }

@@ -8,6 +8,9 @@ type metrics struct {
 	msgsIn, msgsOut   prometheus.Counter
 	bytesIn, bytesOut prometheus.Counter
 	writes            prometheus.Counter
+	probesFailed      prometheus.Counter
+	probesLocal       prometheus.Counter
+	probesDeferred    prometheus.Counter
 	attempts          prometheus.Counter
 	giveUps           *prometheus.CounterVec
 	oversize          prometheus.Counter
@@ -22,13 +25,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bytesIn:           prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_bytes_received_total", Help: "Application payload bytes received."}),
 		bytesOut:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_bytes_sent_total", Help: "Application payload bytes written."}),
 		writes:            prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_writes_total", Help: "Stream writes (each carries one or more coalesced frames)."}),
+		probesFailed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_failures_total", Help: "Liveness probes without an answer (the connection was closed)."}),
+		probesLocal:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_local_refusals_total", Help: "Liveness probes refused by a local resource limit (not counted against the peer)."}),
+		probesDeferred:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_deferred_total", Help: "Liveness probes deferred to the next tick because the most probes were in flight."}),
 		attempts:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_connection_attempts_total", Help: "Connection and reconnection attempts."}),
 		giveUps:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocapnet_transport_giveups_total", Help: "Links that ended: closed here, closed by the peer, retries exhausted, fatal errors."}, []string{"reason"}),
 		oversize:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_oversize_frames_total", Help: "Inbound frames over the size limit (the channel was closed)."}),
 		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_handshake_failures_total", Help: "Failed or rejected handshakes."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probesFailed, m.probesLocal, m.probesDeferred, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
 	}
 	return m
 }
