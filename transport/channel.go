@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -30,10 +31,11 @@ type channel struct {
 	outbound    bool
 	features    []string
 	incarnation string
-	loser       bool      // replaced by a simultaneous channel; read to its end (guarded by mu)
-	gen         uint64    // generation, unique per transport, set when registered (guarded by mu)
-	nextProbe   time.Time // when the liveness loop probes this channel next (guarded by mu)
-	probing     bool      // a liveness probe runs (guarded by mu)
+	loser       bool         // replaced by a simultaneous channel; read to its end (guarded by mu)
+	gen         uint64       // generation, unique per transport, set when registered (guarded by mu)
+	nextProbe   time.Time    // when the liveness loop probes this channel next (guarded by mu)
+	probing     bool         // a liveness probe runs (guarded by mu)
+	lastUse     atomic.Int64 // unix nanoseconds of the last frame read or written
 
 	writeDeadline time.Time // guarded by the peer's send semaphore
 	wbuf          []byte    // the write buffer, reused between writes (guarded by the send semaphore)
@@ -118,6 +120,7 @@ func (t *Transport) register(ch *channel) (registered bool, err error) {
 	}
 	t.gens++
 	ch.gen = t.gens
+	ch.lastUse.Store(time.Now().UnixNano())
 	p.incarnation = ch.incarnation
 	p.features = ch.features
 	if p.closedByPeer && !ch.outbound {
@@ -265,6 +268,7 @@ func (t *Transport) readLoop(ch *channel) {
 				return
 			}
 		}
+		ch.lastUse.Store(time.Now().UnixNano())
 		t.metrics.msgsIn.Inc()
 		t.metrics.bytesIn.Add(float64(len(frame)))
 		if t.log.Enabled(context.Background(), slog.LevelDebug-4) {
@@ -344,6 +348,7 @@ func (t *Transport) forgetChannelLocked(ch *channel, err error) {
 		return
 	}
 	t.setStateLocked(p, StateIdle)
+	t.maybeForgetLocked(p)
 }
 
 // detachLocked unregisters p's channel (the caller closes its stream).
@@ -373,6 +378,35 @@ func (t *Transport) handleStream(s network.Stream) {
 	defer t.wg.Done()
 
 	id := s.Conn().RemotePeer()
+	// Bound the work an identity that has proven nothing can cause: the
+	// per-address rate, the handshakes in flight, and a slot.
+	if !t.limits.allow(s.Conn().RemoteMultiaddr()) {
+		t.metrics.rateRefused.Inc()
+		t.sum.Info("handshake-rate", "refusing an inbound stream: too many from its address", "peer", id, "addr", s.Conn().RemoteMultiaddr())
+		s.Reset()
+		return
+	}
+	select {
+	case t.handshakes <- struct{}{}:
+	default:
+		t.metrics.rateRefused.Inc()
+		t.sum.Info("handshakes-busy", "refusing an inbound stream: too many handshakes in progress", "peer", id, "limit", t.opts.MaxPendingHandshakes)
+		s.Reset()
+		return
+	}
+	held := true
+	release := func() {
+		if held {
+			held = false
+			<-t.handshakes
+		}
+	}
+	defer release()
+	if err := t.admit(id, false); err != nil {
+		t.sum.Warn("connection-limit", "refusing inbound channel", "peer", id, "err", err)
+		s.Reset()
+		return
+	}
 	_ = s.SetDeadline(time.Now().Add(t.opts.HandshakeTimeout))
 	r := wire.NewReader(s, t.opts.MaxMessageSize)
 	frame, err := r.ReadFrame()
@@ -407,12 +441,6 @@ func (t *Transport) handleStream(s network.Stream) {
 		}
 		return
 	}
-	if p.ch == nil && t.channels >= t.opts.MaxConnections {
-		t.mu.Unlock()
-		t.sum.Warn("connection-limit", "refusing inbound channel: connection limit", "peer", id, "limit", t.opts.MaxConnections)
-		s.Reset()
-		return
-	}
 	t.mu.Unlock()
 	ch := &channel{p: p, s: s, r: r, features: hs.Features, incarnation: hs.IncarnationID}
 	if err := t.afterHandshake(ch); err != nil {
@@ -423,6 +451,7 @@ func (t *Transport) handleStream(s network.Stream) {
 	if !t.acceptInbound(ch) {
 		return
 	}
+	release()
 	t.readLoop(ch)
 }
 

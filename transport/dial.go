@@ -200,12 +200,11 @@ func (t *Transport) candidates(p *peerState, hints []string) (addrs []ma.Multiad
 // registered is false when the new channel lost to one the peer opened at
 // the same time (see keepNew); the peer's then serves.
 func (t *Transport) dial(p *peerState) (registered bool, err error) {
+	if err := t.admit(p.id, true); err != nil {
+		return false, fmt.Errorf("dial %s: %w", p.id, err)
+	}
 	t.mu.Lock()
 	hints := slices.Clone(p.hints)
-	if p.ch == nil && t.channels >= t.opts.MaxConnections {
-		t.mu.Unlock()
-		return false, fmt.Errorf("dial %s: %w", p.id, ErrConnectionLimit)
-	}
 	t.mu.Unlock()
 	addrs, relays := t.candidates(p, hints)
 	if sw, ok := t.h.Network().(*swarm.Swarm); ok {

@@ -32,7 +32,7 @@ func TestIsPrivateAddress(t *testing.T) {
 // Upstream's dial filter (ref §4.3, §8.5 #71).
 func TestGaterDialFilter(t *testing.T) {
 	relay := ma.StringCast("/dns4/relay.example.org/tcp/9001/ws/p2p/12D3KooWJBDqsyHQF2MWiCdU4kdqx4zTsSTLRdShg7Ui6CRWB4uc")
-	g := newGater([]string{"allowed.example.net"}, []ma.Multiaddr{relay})
+	g := newGater([]string{"allowed.example.net"}, []ma.Multiaddr{relay}, nil)
 	tests := []struct {
 		addr  string
 		allow bool

@@ -48,6 +48,13 @@ type Handler struct {
 	// called, and after Close it has returned before Close returns.
 	OnLinkEnded func(p peer.ID, reason error)
 
+	// Known reports whether the layer above knows p (it keeps durable state
+	// for it, or exchanged traffic with it recently). When every channel
+	// slot is taken, a known peer is never locked out by identities nobody
+	// knows (see admission.go). It is called without locks and should be
+	// quick (a read of persisted state is fine). Nil: nobody is known.
+	Known func(p peer.ID) bool
+
 	// OnEvent receives StateChanged and WakeDetected events in the order
 	// they happened, from one goroutine. A slow OnEvent delays later events,
 	// never the network.

@@ -35,7 +35,7 @@ func RouteLibp2pLogs(h slog.Handler) {
 // certificate), WebTransport and WebRTC-direct, the circuit relay v2 client,
 // upstream's connection gater, and a connection manager that never trims
 // peers with a channel (they are protected).
-func newHost(o *Options, relayAddrs []ma.Multiaddr) (host.Host, error) {
+func newHost(o *Options, relayAddrs []ma.Multiaddr, limits *addrLimiter) (host.Host, error) {
 	cm, err := connmgr.NewConnManager(o.MaxConnections+64, 2*o.MaxConnections+128, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
 		return nil, err
@@ -57,7 +57,7 @@ func newHost(o *Options, relayAddrs []ma.Multiaddr) (host.Host, error) {
 		libp2p.EnableRelay(),
 		libp2p.Ping(true),
 		libp2p.ConnectionManager(cm),
-		libp2p.ConnectionGater(newGater(o.AllowedWSHosts, relayAddrs)),
+		libp2p.ConnectionGater(newGater(o.AllowedWSHosts, relayAddrs, limits)),
 	}
 	opts = append(opts, o.hostOptions...)
 	if o.Metrics != nil {
@@ -73,10 +73,11 @@ func newHost(o *Options, relayAddrs []ma.Multiaddr) (host.Host, error) {
 // neither private nor allowed. Hosts of plain-ws relays are allowed.
 type gater struct {
 	allowed map[string]bool
+	accept  *addrLimiter // inbound connections per source address (nil: unlimited)
 }
 
-func newGater(allowedWSHosts []string, relayAddrs []ma.Multiaddr) *gater {
-	g := &gater{allowed: map[string]bool{}}
+func newGater(allowedWSHosts []string, relayAddrs []ma.Multiaddr, accept *addrLimiter) *gater {
+	g := &gater{allowed: map[string]bool{}, accept: accept}
 	for _, h := range allowedWSHosts {
 		g.allowed[h] = true
 	}
@@ -98,7 +99,11 @@ func (g *gater) InterceptAddrDial(_ peer.ID, a ma.Multiaddr) bool {
 	return isPrivateAddress(h) || g.allowed[h]
 }
 
-func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+// InterceptAccept limits the rate of inbound connections per source address
+// and subnet, before any security handshake is spent on them.
+func (g *gater) InterceptAccept(c network.ConnMultiaddrs) bool {
+	return g.accept == nil || g.accept.allow(c.RemoteMultiaddr())
+}
 
 func (g *gater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
 	return true

@@ -11,6 +11,9 @@ type metrics struct {
 	probesFailed      prometheus.Counter
 	probesLocal       prometheus.Counter
 	probesDeferred    prometheus.Counter
+	evictions         prometheus.Counter
+	admissionRefused  prometheus.Counter
+	rateRefused       prometheus.Counter
 	attempts          prometheus.Counter
 	giveUps           *prometheus.CounterVec
 	oversize          prometheus.Counter
@@ -28,13 +31,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		probesFailed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_failures_total", Help: "Liveness probes without an answer (the connection was closed)."}),
 		probesLocal:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_local_refusals_total", Help: "Liveness probes refused by a local resource limit (not counted against the peer)."}),
 		probesDeferred:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_deferred_total", Help: "Liveness probes deferred to the next tick because the most probes were in flight."}),
+		evictions:         prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_evictions_total", Help: "Channels closed to make room for a newcomer at the connection limit."}),
+		admissionRefused:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_admission_refusals_total", Help: "Channels refused at the connection limit (no channel could make room)."}),
+		rateRefused:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_rate_refusals_total", Help: "Inbound connections and handshakes refused by the per-address rates or the handshake bound."}),
 		attempts:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_connection_attempts_total", Help: "Connection and reconnection attempts."}),
 		giveUps:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocapnet_transport_giveups_total", Help: "Links that ended: closed here, closed by the peer, retries exhausted, fatal errors."}, []string{"reason"}),
 		oversize:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_oversize_frames_total", Help: "Inbound frames over the size limit (the channel was closed)."}),
 		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_handshake_failures_total", Help: "Failed or rejected handshakes."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probesFailed, m.probesLocal, m.probesDeferred, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probesFailed, m.probesLocal, m.probesDeferred, m.evictions, m.admissionRefused, m.rateRefused, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
 	}
 	return m
 }

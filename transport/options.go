@@ -83,8 +83,22 @@ type Config struct {
 	InboundBurst int
 
 	// MaxConnections is the largest number of peers with an open channel.
-	// Default 100.
+	// When it is reached, the least valuable channel makes room for a
+	// newcomer (admission.go). Default 4096. Deviation: upstream's default is
+	// 100 and it refuses every newcomer past it; a hub kernel or a relay-side
+	// node holds thousands of channels.
 	MaxConnections int
+
+	// MaxNewConnsPerIP and MaxNewConnsPerSubnet limit the rate of new
+	// inbound connections and handshakes per source IP address and per
+	// subnet (/24 for IPv4, /48 for IPv6), per second, with bursts of twice
+	// that; loopback sources are exempt. MaxPendingHandshakes bounds the
+	// inbound handshakes in progress at once (each is also bounded by
+	// HandshakeTimeout). Defaults 20/s, 100/s and 256. What is refused is
+	// reset at once, before any work for the identity.
+	MaxNewConnsPerIP     rate.Limit
+	MaxNewConnsPerSubnet rate.Limit
+	MaxPendingHandshakes int
 
 	// WriteTimeout bounds every frame write, HandshakeTimeout the handshake
 	// exchange and DialTimeout one dial over all candidate addresses.
@@ -141,8 +155,9 @@ type Config struct {
 	Now func() time.Time
 
 	// Test hooks of this package's own tests.
-	hostOptions []libp2p.Option // extra go-libp2p options
-	backoffRand func() float64  // the jitter source
+	hostOptions   []libp2p.Option // extra go-libp2p options
+	backoffRand   func() float64  // the jitter source
+	limitLoopback bool            // apply the per-IP limits to loopback sources too
 }
 
 // ErrInvalidOptions: Start was given options that make no sense.
@@ -170,14 +185,14 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	for name, n := range map[string]int{
 		"MaxRetryAttempts": o.MaxRetryAttempts, "MaxMessageSize": o.MaxMessageSize, "InboundBurst": o.InboundBurst,
-		"MaxConnections": o.MaxConnections, "FailureThreshold": o.FailureThreshold,
+		"MaxConnections": o.MaxConnections, "FailureThreshold": o.FailureThreshold, "MaxPendingHandshakes": o.MaxPendingHandshakes,
 	} {
 		if n < 0 {
 			return bad("%s is negative (%d)", name, n)
 		}
 	}
-	if o.InboundRate < 0 {
-		return bad("InboundRate is negative (%v)", o.InboundRate)
+	if o.InboundRate < 0 || o.MaxNewConnsPerIP < 0 || o.MaxNewConnsPerSubnet < 0 {
+		return bad("a rate is negative (InboundRate %v, MaxNewConnsPerIP %v, MaxNewConnsPerSubnet %v)", o.InboundRate, o.MaxNewConnsPerIP, o.MaxNewConnsPerSubnet)
 	}
 	if len(o.ListenAddrs) == 0 {
 		o.ListenAddrs = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
@@ -214,7 +229,14 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	defInt(&o.MaxMessageSize, wire.DefaultMaxMessageSize)
 	defInt(&o.InboundBurst, 100_000)
-	defInt(&o.MaxConnections, 100)
+	defInt(&o.MaxConnections, 4096)
+	defInt(&o.MaxPendingHandshakes, 256)
+	if o.MaxNewConnsPerIP == 0 {
+		o.MaxNewConnsPerIP = 20
+	}
+	if o.MaxNewConnsPerSubnet == 0 {
+		o.MaxNewConnsPerSubnet = 100
+	}
 	defInt(&o.FailureThreshold, 5)
 	if o.InboundRate == 0 {
 		o.InboundRate = 1_000_000

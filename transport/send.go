@@ -202,6 +202,7 @@ func (t *Transport) writeFrames(ch *channel, frames [][]byte) error {
 	} else {
 		ch.wbuf = nil
 	}
+	ch.lastUse.Store(time.Now().UnixNano())
 	t.metrics.msgsOut.Add(float64(len(frames)))
 	t.metrics.bytesOut.Add(float64(bytes))
 	t.metrics.writes.Inc()

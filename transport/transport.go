@@ -54,16 +54,18 @@ import (
 
 // Transport is a running transport. Create it with Start; stop it with Stop.
 type Transport struct {
-	opts    Options
-	h       host.Host
-	handler Handler
-	log     *slog.Logger
-	sum     *logsum.Logger // per-peer and per-frame lines, summarised
-	self    peer.ID
-	metrics *metrics
-	events  *eventq.Queue[Event]
-	policy  backoff.Policy
-	relays  []*relayState // fixed at Start
+	opts       Options
+	h          host.Host
+	handler    Handler
+	log        *slog.Logger
+	sum        *logsum.Logger // per-peer and per-frame lines, summarised
+	self       peer.ID
+	metrics    *metrics
+	events     *eventq.Queue[Event]
+	policy     backoff.Policy
+	relays     []*relayState // fixed at Start
+	limits     *addrLimiter  // per-address rates of new connections and handshakes
+	handshakes chan struct{} // one slot per inbound handshake in progress
 
 	ctx    context.Context // cancelled by Stop: ends every wait, dial and loop
 	cancel context.CancelFunc
@@ -102,24 +104,27 @@ func Start(ctx context.Context, opts Options, h Handler) (*Transport, error) {
 		relayInfos = append(relayInfos, *ai)
 		relayAddrs = append(relayAddrs, a)
 	}
-	hst, err := newHost(&opts, relayAddrs)
+	limits := newAddrLimiter(opts.MaxNewConnsPerIP, opts.MaxNewConnsPerSubnet, opts.limitLoopback)
+	hst, err := newHost(&opts, relayAddrs, limits)
 	if err != nil {
 		return nil, fmt.Errorf("transport: starting libp2p: %w", err)
 	}
 	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t := &Transport{
-		opts:     opts,
-		h:        hst,
-		handler:  h,
-		log:      opts.Logger,
-		sum:      logsum.New(opts.Logger, 0),
-		self:     hst.ID(),
-		metrics:  newMetrics(opts.Metrics),
-		policy:   backoff.Policy{Base: opts.ReconnectBaseDelay, Max: opts.ReconnectMaxDelay, Rand: opts.backoffRand},
-		ctx:      tctx,
-		cancel:   cancel,
-		stopDone: make(chan struct{}),
-		peers:    map[peer.ID]*peerState{},
+		opts:       opts,
+		h:          hst,
+		handler:    h,
+		log:        opts.Logger,
+		sum:        logsum.New(opts.Logger, 0),
+		self:       hst.ID(),
+		metrics:    newMetrics(opts.Metrics),
+		policy:     backoff.Policy{Base: opts.ReconnectBaseDelay, Max: opts.ReconnectMaxDelay, Rand: opts.backoffRand},
+		ctx:        tctx,
+		cancel:     cancel,
+		stopDone:   make(chan struct{}),
+		peers:      map[peer.ID]*peerState{},
+		limits:     limits,
+		handshakes: make(chan struct{}, opts.MaxPendingHandshakes),
 	}
 	t.events = eventq.New(h.OnEvent, &t.evWG)
 	t.metrics.peersFunc = t.stateCounts
