@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ocapnet/ocapnet/identity"
 	"github.com/ocapnet/ocapnet/transport"
@@ -243,4 +244,33 @@ func TestSendBatch(t *testing.T) {
 	})
 	checkInOrder(t, b.rec.messages(), a.PeerID(), 50)
 	checkInOrder(t, c.rec.messages(), a.PeerID(), 50)
+}
+
+// The receiver reserves delivery intent ahead: after the first
+// reservation, its read loop does not write one for each batch.
+func TestIntentReservedAhead(t *testing.T) {
+	a := start(t, fastOptions(t.TempDir()))
+	b := start(t, fastOptions(t.TempDir()))
+	ctx := context.Background()
+	const total = 3000
+	var ms []Outgoing
+	for i := 1; i <= total; i++ {
+		ms = append(ms, Outgoing{To: b.PeerID(), Method: "m", Params: param(i), Hints: []string{b.addr(t)}})
+	}
+	for i := 0; i < total; i += 500 {
+		for _, r := range a.SendBatch(ctx, ms[i:i+500]) {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		}
+	}
+	waitFor(t, 20*time.Second, "deliveries", func() bool { return len(b.rec.messages()) == total })
+	checkInOrder(t, b.rec.messages(), a.PeerID(), total)
+	inLoop := promtestutil.ToFloat64(b.metrics.intentInLoop)
+	waits := promtestutil.ToFloat64(b.metrics.intentWaits)
+	// 3,000 messages at a batch of 64 would be 47 writes in the loop.
+	if inLoop > 3 {
+		t.Errorf("%v intent writes in the read loop for %d messages (and %v waits): reservations are not made ahead", inLoop, total, waits)
+	}
+	t.Logf("intent writes in the read loop: %v, waits for one made ahead: %v", inLoop, waits)
 }

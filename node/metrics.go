@@ -9,6 +9,7 @@ type metrics struct {
 	retransmits, gaps, refused           prometheus.Counter
 	giveUps                              prometheus.Counter
 	writtenRuns                          prometheus.Histogram
+	intentInLoop, intentWaits            prometheus.Counter
 	window                               func() (unacked, parked float64)
 }
 
@@ -22,19 +23,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_node_" + name, Help: help})
 	}
 	m := &metrics{
-		sends:       c("sends_total", "Messages made durable by Send."),
-		acked:       c("acknowledged_total", "Messages acknowledged by their peer."),
-		delivered:   c("delivered_total", "Messages handed to the application."),
-		redelivered: c("redelivered_total", "Messages handed over again after a crash, marked Redelivery."),
-		retransmits: c("retransmit_rounds_total", "Windows resent after an ack timeout, a reconnection or a channel switch."),
-		gaps:        c("gaps_accepted_total", "Gaps in a peer's sequence accepted after GapTolerance receptions."),
-		refused:     c("handler_refusals_total", "Messages the handler refused (offered again later)."),
-		giveUps:     c("giveups_total", "Give-ups (close, restart, application limit)."),
+		sends:        c("sends_total", "Messages made durable by Send."),
+		acked:        c("acknowledged_total", "Messages acknowledged by their peer."),
+		delivered:    c("delivered_total", "Messages handed to the application."),
+		redelivered:  c("redelivered_total", "Messages handed over again after a crash, marked Redelivery."),
+		retransmits:  c("retransmit_rounds_total", "Windows resent after an ack timeout, a reconnection or a channel switch."),
+		gaps:         c("gaps_accepted_total", "Gaps in a peer's sequence accepted after GapTolerance receptions."),
+		refused:      c("handler_refusals_total", "Messages the handler refused (offered again later)."),
+		giveUps:      c("giveups_total", "Give-ups (close, restart, application limit)."),
+		intentInLoop: c("intent_writes_in_read_loop_total", "Delivery-intent reservations written in a peer's read loop (the first, after a gap, or when the ones made ahead fell behind)."),
+		intentWaits:  c("intent_waits_total", "Times a read loop waited for a reservation made ahead."),
 		writtenRuns: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ocapnet_node_written_run_messages",
 			Help: "Envelopes handed to the transport in one coalesced write.", Buckets: prometheus.ExponentialBuckets(1, 4, 6)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sends, m.acked, m.delivered, m.redelivered, m.retransmits, m.gaps, m.refused, m.giveUps, m.writtenRuns, m)
+		reg.MustRegister(m.sends, m.acked, m.delivered, m.redelivered, m.retransmits, m.gaps, m.refused, m.giveUps, m.writtenRuns, m.intentInLoop, m.intentWaits, m)
 	}
 	return m
 }

@@ -62,11 +62,14 @@ type Options struct {
 	// them. Default 3.
 	GapTolerance int
 
-	// IntentBatch is how many inbound sequence numbers are reserved in one
-	// durable write before messages are handed to the application. After a
-	// crash, up to IntentBatch messages the application may or may not
-	// have seen come again marked Redelivery. Default 64.
-	IntentBatch int
+	// IntentBatch and IntentBatchMax bound how many inbound sequence
+	// numbers are reserved in one durable write before messages are handed
+	// to the application: the next batch is reserved ahead, in the
+	// background, and its size adapts to the rate between the two. After a
+	// crash, up to IntentBatchMax messages the application may or may not
+	// have seen come again marked Redelivery. Defaults 64 and 1024.
+	IntentBatch    int
+	IntentBatchMax int
 
 	// MaxIdlePeers caps the stored peers that have no pending work (nothing
 	// unacknowledged or parked); the least recently active are forgotten
@@ -113,7 +116,7 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	for name, n := range map[string]int{
 		"Window": o.Window, "MaxRetransmits": o.MaxRetransmits, "GapTolerance": o.GapTolerance,
-		"IntentBatch": o.IntentBatch, "MaxIdlePeers": o.MaxIdlePeers,
+		"IntentBatch": o.IntentBatch, "IntentBatchMax": o.IntentBatchMax, "MaxIdlePeers": o.MaxIdlePeers,
 	} {
 		if n < 0 {
 			return bad("%s is negative (%d)", name, n)
@@ -135,6 +138,10 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.AckTimeoutMax, 2*time.Minute)
 	defInt(&o.GapTolerance, 3)
 	defInt(&o.IntentBatch, 64)
+	defInt(&o.IntentBatchMax, max(1024, o.IntentBatch))
+	if o.IntentBatchMax < o.IntentBatch {
+		return bad("IntentBatchMax %d is below IntentBatch %d", o.IntentBatchMax, o.IntentBatch)
+	}
 	defInt(&o.MaxIdlePeers, 1000)
 	def(&o.ActiveInterval, time.Minute)
 	def(&o.ClearFailuresAfter, time.Hour)

@@ -51,11 +51,14 @@ type peerState struct {
 	rtRound       int               // retransmissions without progress
 
 	// Inbound, guarded by Node.mu (and written only with recvMu held).
-	delivered   uint64 // highest seq handed to the application
-	stored      uint64 // highest delivered seq persisted (may be acked)
-	intent      uint64 // persisted intent (see store.PeerRecord.Intent)
-	redeliverTo uint64 // seqs ≤ this, > stored at load, are redeliveries
-	ackSent     uint64 // highest ack written to the peer
+	delivered   uint64        // highest seq handed to the application
+	stored      uint64        // highest delivered seq persisted (may be acked)
+	intent      uint64        // persisted intent (see store.PeerRecord.Intent)
+	intentBatch uint64        // current reservation size (receive.go)
+	reservedAt  time.Time     // when the last reservation ahead started
+	reserving   chan struct{} // closed when the reservation ahead in flight ends (nil: none)
+	redeliverTo uint64        // seqs ≤ this, > stored at load, are redeliveries
+	ackSent     uint64        // highest ack written to the peer
 	ackTimer    *time.Timer
 	ackGen      uint64 // identifies the armed ackTimer
 	reAck       bool   // a duplicate arrived: re-send the ack

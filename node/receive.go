@@ -73,11 +73,25 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 	p.gapExpected, p.gapSeq, p.gapCount = 0, 0, 0
 	redelivery := e.Seq <= p.redeliverTo && e.Seq > p.stored
 	skipTo := e.Seq - 1 // > p.delivered only after an accepted gap
+	if e.Seq > p.intent && skipTo <= p.delivered && p.reserving != nil {
+		// A reservation made ahead is on its way: wait for it rather than
+		// write another.
+		wait := p.reserving
+		n.mu.Unlock()
+		n.metrics.intentWaits.Inc()
+		<-wait
+		n.mu.Lock()
+	}
 	persist := e.Seq > p.intent || skipTo > p.delivered
+	if !persist {
+		n.reserveAheadLocked(p, e.Seq)
+	}
+	batch := n.intentBatchLocked(p)
 	n.mu.Unlock()
 
 	if persist {
-		intent := e.Seq + uint64(n.opts.IntentBatch) - 1
+		n.metrics.intentInLoop.Inc()
+		intent := e.Seq + batch - 1
 		err := n.st.Update(func(tx *store.Tx) error {
 			rec, _, err := tx.Peer(p.key)
 			if err != nil {
@@ -189,4 +203,67 @@ func (n *Node) noteAckSent(p *peerState, a, epoch uint64) {
 		p.ackSent = max(p.ackSent, a)
 	}
 	n.mu.Unlock()
+}
+
+// Intent reservations. Before a message is handed to the application, the
+// store must say it may have been delivered (PeerRecord.Intent), so that a
+// crash marks it as a redelivery. Reserving one number per message would
+// cost an fsync each; the node reserves a batch at a time, and reserves the
+// next batch ahead, in the background, when half of the current one is
+// used, so the read loop does not wait for an fsync in the steady state.
+// The batch adapts to the rate: it doubles (up to IntentBatchMax) when a
+// batch lasts less than intentFast, and halves (down to IntentBatch) when it
+// lasts more than intentSlow. After a crash, at most IntentBatchMax messages
+// are handed over again marked Redelivery.
+const (
+	intentFast = 200 * time.Millisecond
+	intentSlow = 2 * time.Second
+)
+
+// intentBatchLocked returns p's current reservation size.
+func (n *Node) intentBatchLocked(p *peerState) uint64 {
+	if p.intentBatch == 0 {
+		p.intentBatch = uint64(n.opts.IntentBatch)
+	}
+	return p.intentBatch
+}
+
+// reserveAheadLocked starts a background reservation of the next batch when
+// less than half of the reserved numbers are left after seq.
+func (n *Node) reserveAheadLocked(p *peerState, seq uint64) {
+	batch := n.intentBatchLocked(p)
+	if p.reserving != nil || p.intent-seq >= batch/2 || !n.enterLocked() {
+		return
+	}
+	now := time.Now()
+	switch since := now.Sub(p.reservedAt); {
+	case since < intentFast:
+		batch = min(2*batch, uint64(n.opts.IntentBatchMax))
+	case since > intentSlow:
+		batch = max(batch/2, uint64(n.opts.IntentBatch))
+	}
+	p.intentBatch, p.reservedAt = batch, now
+	target, epoch, inc := p.intent+batch, p.inEpoch, p.incarnation
+	done := make(chan struct{})
+	p.reserving = done
+	go func() {
+		defer n.wg.Done()
+		err := n.st.Update(func(tx *store.Tx) error {
+			rec, _, err := tx.Peer(p.key)
+			if err != nil || rec.Incarnation != inc {
+				return err // the peer restarted meanwhile: its numbering began again
+			}
+			rec.Intent = max(rec.Intent, target)
+			return tx.PutPeer(p.key, rec)
+		})
+		n.mu.Lock()
+		if err == nil && p.inEpoch == epoch {
+			p.intent = max(p.intent, target)
+		} else if err != nil {
+			n.sum.Log(slog.LevelError, "intent-ahead-failed", "reserving delivery intent ahead failed; reserved on demand", "peer", p.id, "err", err)
+		}
+		p.reserving = nil
+		close(done)
+		n.mu.Unlock()
+	}()
 }

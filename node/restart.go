@@ -119,6 +119,7 @@ func (n *Node) peerRestarted(p *peerState, prev, inc string) error {
 	p.delivered, p.stored, p.intent, p.redeliverTo, p.ackSent = 0, 0, 0, 0, 0
 	p.gapExpected, p.gapSeq, p.gapCount, p.rtRound, p.refused = 0, 0, 0, 0, 0
 	p.inEpoch++
+	p.intentBatch, p.reservedAt = 0, time.Time{}
 	if p.rtTimer != nil {
 		p.rtTimer.Stop()
 		p.rtTimer = nil
