@@ -34,8 +34,8 @@ type Handler struct {
 	OnEvent func(Event)
 }
 
-// Event is one of Acknowledged, GaveUp, Gap, PeerRestarted, StateChanged,
-// WakeDetected.
+// Event is one of Acknowledged, GaveUp, Gap, PeerRestarted, Stalled,
+// StallEnded, StateChanged, WakeDetected.
 type Event interface{ event() }
 
 // Acknowledged reports that the peer acknowledged messages From..To
@@ -85,6 +85,26 @@ type PeerRestarted struct {
 	Previous, Current string
 }
 
+// Stalled reports a peer whose link is up but that has acknowledged nothing
+// for Rounds ack timeouts while Unacked messages were outstanding, since
+// Since. It is repeated at every further timeout while it lasts (the
+// timeouts double up to AckTimeoutMax), and StallEnded follows when
+// acknowledgements resume. A JavaScript kernel that closed the link on its
+// side reads our messages and acknowledges none (it sends no close signal).
+type Stalled struct {
+	Peer    peer.ID
+	Unacked int
+	Since   time.Time
+	Rounds  int
+}
+
+// StallEnded reports that a stalled peer acknowledged again (or that the
+// node gave up on it, or it restarted), after Duration.
+type StallEnded struct {
+	Peer     peer.ID
+	Duration time.Duration
+}
+
 // StateChanged reports a peer's new connection state.
 type StateChanged struct{ Peer transport.PeerInfo }
 
@@ -100,6 +120,8 @@ func (Acknowledged) event()  {}
 func (GaveUp) event()        {}
 func (Gap) event()           {}
 func (PeerRestarted) event() {}
+func (Stalled) event()       {}
+func (StallEnded) event()    {}
 func (StateChanged) event()  {}
 func (WakeDetected) event()  {}
 
@@ -115,6 +137,9 @@ type PeerStatus struct {
 	Parked         int
 	// Waiting is how many Sends wait for room in the window.
 	Waiting int
+	// StalledSince is when the peer stopped acknowledging, if it is
+	// reported Stalled (zero otherwise).
+	StalledSince time.Time
 	// Delivered is the highest inbound sequence number delivered.
 	Delivered uint64
 }

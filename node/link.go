@@ -53,6 +53,8 @@ func (n *Node) giveUp(p *peerState, reason error) {
 		p.rtTimer.Stop()
 		p.rtTimer = nil
 	}
+	n.endStallLocked(p)
+	p.rtRound = 0
 	n.updatePinLocked(p)
 	if len(parked) > 0 {
 		n.metrics.giveUps.Inc()

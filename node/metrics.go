@@ -10,12 +10,13 @@ type metrics struct {
 	giveUps                              prometheus.Counter
 	writtenRuns                          prometheus.Histogram
 	intentInLoop, intentWaits            prometheus.Counter
-	window                               func() (unacked, parked float64)
+	window                               func() (unacked, parked, stalled float64)
 }
 
 var (
 	unackedDesc = prometheus.NewDesc("ocapnet_node_unacknowledged_messages", "Messages stored and not yet acknowledged, all peers.", nil, nil)
 	parkedDesc  = prometheus.NewDesc("ocapnet_node_parked_messages", "Messages handed back in give-ups, waiting for Resend or Discard.", nil, nil)
+	stalledDesc = prometheus.NewDesc("ocapnet_node_stalled_peers", "Peers whose link is up that acknowledge nothing (see the Stalled event).", nil, nil)
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -46,13 +47,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- unackedDesc
 	ch <- parkedDesc
+	ch <- stalledDesc
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if m.window == nil {
 		return
 	}
-	u, p := m.window()
+	u, p, s := m.window()
 	ch <- prometheus.MustNewConstMetric(unackedDesc, prometheus.GaugeValue, u)
 	ch <- prometheus.MustNewConstMetric(parkedDesc, prometheus.GaugeValue, p)
+	ch <- prometheus.MustNewConstMetric(stalledDesc, prometheus.GaugeValue, s)
 }

@@ -347,8 +347,9 @@ func (n *Node) allowed(id peer.ID) bool {
 	return len(n.allow) == 0 || n.allow[id]
 }
 
-// windowTotals sums unacknowledged and parked messages over all peers.
-func (n *Node) windowTotals() (unacked, parked float64) {
+// windowTotals sums unacknowledged and parked messages and counts stalled
+// peers.
+func (n *Node) windowTotals() (unacked, parked, stalled float64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, p := range n.peers {
@@ -356,8 +357,11 @@ func (n *Node) windowTotals() (unacked, parked float64) {
 		if p.parkedTo > p.acked {
 			parked += float64(p.parkedTo - p.acked)
 		}
+		if p.stalled {
+			stalled++
+		}
 	}
-	return unacked, parked
+	return unacked, parked, stalled
 }
 
 // Stop stops the node: sends are refused from the moment it is called, the

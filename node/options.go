@@ -55,6 +55,15 @@ type Options struct {
 	// ErrNotAcknowledged). Default 0: never give up.
 	MaxRetransmits int
 
+	// StallRounds is how many ack timeouts in a row, with the link up and
+	// messages outstanding, bring no acknowledgement before the peer is
+	// reported Stalled (it reads but does not acknowledge, or its
+	// acknowledgements are lost). Default 3. StallGiveUp, when positive,
+	// gives up on a peer stalled that long (GaveUp with ErrStalled, the
+	// messages parked); default 0: keep trying.
+	StallRounds int
+	StallGiveUp time.Duration
+
 	// GapTolerance is how many times the first frame after a gap in the
 	// peer's sequence numbers must arrive before the gap is accepted
 	// (a Gap event names the missing range). A gap is never acknowledged
@@ -107,7 +116,7 @@ func (o Options) withDefaults() (Options, error) {
 		return bad("Dir is required")
 	}
 	for name, d := range map[string]time.Duration{
-		"AckDelay": o.AckDelay, "AckTimeout": o.AckTimeout, "AckTimeoutMax": o.AckTimeoutMax,
+		"AckDelay": o.AckDelay, "AckTimeout": o.AckTimeout, "AckTimeoutMax": o.AckTimeoutMax, "StallGiveUp": o.StallGiveUp,
 		"ActiveInterval": o.ActiveInterval, "ClearFailuresAfter": o.ClearFailuresAfter,
 	} {
 		if d < 0 {
@@ -115,7 +124,7 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	for name, n := range map[string]int{
-		"Window": o.Window, "MaxRetransmits": o.MaxRetransmits, "GapTolerance": o.GapTolerance,
+		"Window": o.Window, "MaxRetransmits": o.MaxRetransmits, "GapTolerance": o.GapTolerance, "StallRounds": o.StallRounds,
 		"IntentBatch": o.IntentBatch, "IntentBatchMax": o.IntentBatchMax, "MaxIdlePeers": o.MaxIdlePeers,
 	} {
 		if n < 0 {
@@ -137,6 +146,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.AckTimeout, 10*time.Second)
 	def(&o.AckTimeoutMax, 2*time.Minute)
 	defInt(&o.GapTolerance, 3)
+	defInt(&o.StallRounds, 3)
 	defInt(&o.IntentBatch, 64)
 	defInt(&o.IntentBatchMax, max(1024, o.IntentBatch))
 	if o.IntentBatchMax < o.IntentBatch {
@@ -177,6 +187,9 @@ var (
 	// ErrNotAcknowledged: MaxRetransmits retransmissions brought no
 	// acknowledgement.
 	ErrNotAcknowledged = errors.New("messages not acknowledged")
+	// ErrStalled: the peer acknowledged nothing for StallGiveUp while its
+	// link was up.
+	ErrStalled = errors.New("peer stalled: no acknowledgement")
 	// ErrPeerDenied: the peer is not allowed by Allow/Deny.
 	ErrPeerDenied = errors.New("peer denied")
 	// ErrInvalidMessage: the method, params or tag cannot be sent.

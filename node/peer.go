@@ -49,6 +49,8 @@ type peerState struct {
 	rtTimer       *time.Timer       // the ack timeout
 	rtGen         uint64            // identifies the armed rtTimer
 	rtRound       int               // retransmissions without progress
+	waitingSince  time.Time         // when the current wait for an acknowledgement began
+	stalled       bool              // reported Stalled, not yet StallEnded
 
 	// Inbound, guarded by Node.mu (and written only with recvMu held).
 	delivered   uint64        // highest seq handed to the application

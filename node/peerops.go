@@ -182,10 +182,14 @@ func (n *Node) Peers() []PeerStatus {
 		if p.parkedTo > p.acked {
 			parked = int(p.parkedTo - p.acked)
 		}
-		out = append(out, PeerStatus{
+		ps := PeerStatus{
 			PeerInfo: info, NextSeq: p.lastSeq, Acked: p.acked,
 			Unacked: int(p.lastSeq - p.acked), Parked: parked, Waiting: p.waiting, Delivered: p.delivered,
-		})
+		}
+		if p.stalled {
+			ps.StalledSince = p.waitingSince
+		}
+		out = append(out, ps)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

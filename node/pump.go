@@ -102,9 +102,16 @@ func (n *Node) pump(p *peerState) {
 
 		frames = frames[:0]
 		var err error
+		limit := n.tr.MaxMessageSize()
+		carried := false // the last frame carried the ack
 		for i, m := range run {
+			e := wire.Envelope{Seq: first + uint64(i), Ack: ack, Method: m.method, Params: m.params}
+			if wire.EnvelopeSize(e) > limit {
+				e.Ack = 0 // the size rule: the ack is left out rather than overflow the frame
+			}
+			carried = e.Ack == ack
 			var f []byte
-			if f, err = wire.EncodeEnvelope(wire.Envelope{Seq: first + uint64(i), Ack: ack, Method: m.method, Params: m.params}); err != nil {
+			if f, err = wire.EncodeEnvelope(e); err != nil {
 				break
 			}
 			frames = append(frames, f)
@@ -131,7 +138,7 @@ func (n *Node) pump(p *peerState) {
 			n.mu.Unlock()
 			return
 		}
-		if p.inEpoch == epoch {
+		if p.inEpoch == epoch && carried {
 			p.ackSent = max(p.ackSent, ack)
 		}
 		if p.next == first && p.chGen == gen {
@@ -156,6 +163,9 @@ func (n *Node) armRetransmitLocked(p *peerState, restart bool) {
 	d := n.opts.AckTimeout << min(p.rtRound, 20)
 	if d <= 0 || d > n.opts.AckTimeoutMax {
 		d = n.opts.AckTimeoutMax
+	}
+	if p.rtRound == 0 {
+		p.waitingSince = time.Now()
 	}
 	p.rtGen++
 	gen := p.rtGen
@@ -186,6 +196,18 @@ func (n *Node) retransmitDue(p *peerState, gen uint64) {
 		n.mu.Unlock()
 		n.giveUp(p, fmt.Errorf("%w after %d retransmissions", ErrNotAcknowledged, n.opts.MaxRetransmits))
 		return
+	}
+	if p.rtRound >= n.opts.StallRounds {
+		p.stalled = true
+		unacked := int(p.lastSeq - p.acked)
+		n.sum.Warn("stalled", "peer acknowledges nothing while its link is up", "peer", p.id, "unacked", unacked, "since", p.waitingSince, "rounds", p.rtRound)
+		n.events.Push(Stalled{Peer: p.id, Unacked: unacked, Since: p.waitingSince, Rounds: p.rtRound})
+		if g := n.opts.StallGiveUp; g > 0 && time.Since(p.waitingSince) >= g {
+			since := p.waitingSince
+			n.mu.Unlock()
+			n.giveUp(p, fmt.Errorf("%w for %v since %s", ErrStalled, g, since.Format(time.RFC3339)))
+			return
+		}
 	}
 	n.metrics.retransmits.Inc()
 	n.log.Debug("ack timeout: resending the window", "peer", p.id, "from", p.acked+1, "to", p.lastSeq, "round", p.rtRound)
@@ -221,6 +243,7 @@ func (n *Node) handleAckLocked(p *peerState, a uint64) {
 		p.parkedTo = 0
 	}
 	p.roomLocked()
+	n.endStallLocked(p)
 	p.rtRound = 0
 	n.armRetransmitLocked(p, true)
 	n.updatePinLocked(p)
@@ -258,5 +281,13 @@ func (n *Node) persistAcks(p *peerState) {
 		}
 		p.ackStored = max(p.ackStored, a)
 		n.mu.Unlock()
+	}
+}
+
+// endStallLocked reports the end of a stall, if p was stalled.
+func (n *Node) endStallLocked(p *peerState) {
+	if p.stalled {
+		p.stalled = false
+		n.events.Push(StallEnded{Peer: p.id, Duration: time.Since(p.waitingSince)})
 	}
 }

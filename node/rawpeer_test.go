@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	"github.com/ocapnet/ocapnet/identity"
 	"github.com/ocapnet/ocapnet/store"
 	"github.com/ocapnet/ocapnet/transport"
+	"github.com/ocapnet/ocapnet/wire"
 )
 
 // rawPeer is a bare transport that writes hand-made frames, as a JavaScript
@@ -284,5 +287,92 @@ func TestMalformedFloodSummarised(t *testing.T) {
 	waitFor(t, 10*time.Second, "the good message", func() bool { return len(n.rec.messages()) == 1 })
 	if lines := strings.Count(logs.String(), "malformed frame dropped"); lines > 2 {
 		t.Fatalf("%d log lines for 5,001 malformed frames, want a summary", lines)
+	}
+}
+
+// The size rule: a message whose frame, with its sequence number and no
+// acknowledgement, is exactly the limit is sent, whatever ack there is to
+// carry (the ack is then left out of that frame); one byte more is refused.
+func TestFrameSizeBoundary(t *testing.T) {
+	n := start(t, fastOptions(t.TempDir()))
+	r := startRaw(t, identity.Seed{0x59})
+	// The raw peer sends first, so n has an ack to piggyback.
+	r.send(t, n, env(1))
+	waitFor(t, 5*time.Second, "delivery", func() bool { return len(n.rec.messages()) == 1 })
+	limit := n.Transport().MaxMessageSize()
+	params := func(size int) json.RawMessage {
+		// A JSON string of the given total length.
+		return json.RawMessage(`"` + strings.Repeat("x", size-2) + `"`)
+	}
+	fixed := wire.EnvelopeSize(wire.Envelope{Seq: 1, Method: "m", Params: json.RawMessage(`""`)}) - 2
+	exact := params(limit - fixed)
+	if got := wire.EnvelopeSize(wire.Envelope{Seq: 1, Method: "m", Params: exact}); got != limit {
+		t.Fatalf("test setup: frame of %d bytes, want %d", got, limit)
+	}
+	if _, err := n.Send(context.Background(), r.PeerID(), "m", params(limit-fixed+1)); !errors.Is(err, transport.ErrMessageTooLarge) {
+		t.Fatalf("a frame one byte over the limit: %v, want ErrMessageTooLarge", err)
+	}
+	if _, err := n.Send(context.Background(), r.PeerID(), "m", exact); err != nil {
+		t.Fatalf("a frame of exactly the limit: %v", err)
+	}
+	var big string
+	waitFor(t, 10*time.Second, "the 1 MiB frame at the raw peer", func() bool {
+		for _, f := range r.got() {
+			if len(f) == limit {
+				big = f
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.HasPrefix(big, `{"seq":1,"method":"m","params":"xxx`) {
+		t.Fatalf("the frame at the limit starts %q: the ack should have been left out", big[:40])
+	}
+	// The acknowledgement goes on its own.
+	waitFor(t, 5*time.Second, "a standalone ack", func() bool { return slices.Contains(r.got(), `{"ack":1}`) })
+}
+
+// A peer that reads and never acknowledges (a JavaScript kernel after its
+// silent closeConnection) is reported Stalled while the link is up, again at
+// every further timeout, and StallEnded when it acknowledges; with
+// StallGiveUp the messages are parked.
+func TestStalledPeerReported(t *testing.T) {
+	n := start(t, fastOptions(t.TempDir()))
+	r := startRaw(t, identity.Seed{0x5a})
+	r.send(t, n, env(1)) // gives n a channel and the raw peer's address
+	waitFor(t, 5*time.Second, "delivery", func() bool { return len(n.rec.messages()) == 1 })
+	sent := time.Now()
+	for i := range 3 {
+		if _, err := n.Send(context.Background(), r.PeerID(), "m", param(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "a Stalled event", func() bool { return len(eventsOf[Stalled](n.rec)) > 0 })
+	s := eventsOf[Stalled](n.rec)[0]
+	if s.Peer != r.PeerID() || s.Unacked != 3 || s.Rounds != 3 || s.Since.Before(sent.Add(-time.Second)) {
+		t.Fatalf("Stalled %+v", s)
+	}
+	if ps := peerStatus(n.Node, r.PeerID()); ps.StalledSince.IsZero() {
+		t.Error("PeerStatus does not show the stall")
+	}
+	waitFor(t, 10*time.Second, "a repeated Stalled event", func() bool { return len(eventsOf[Stalled](n.rec)) > 1 })
+	r.send(t, n, `{"ack":3}`)
+	waitFor(t, 5*time.Second, "StallEnded", func() bool { return len(eventsOf[StallEnded](n.rec)) == 1 })
+	if len(eventsOf[GaveUp](n.rec)) != 0 {
+		t.Fatal("gave up although StallGiveUp is off")
+	}
+
+	opts := fastOptions(t.TempDir())
+	opts.StallGiveUp = time.Second
+	g := start(t, opts)
+	r2 := startRaw(t, identity.Seed{0x5b})
+	r2.send(t, g, env(1))
+	waitFor(t, 5*time.Second, "delivery", func() bool { return len(g.rec.messages()) == 1 })
+	if _, err := g.Send(context.Background(), r2.PeerID(), "m", param(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "a give-up", func() bool { return len(eventsOf[GaveUp](g.rec)) == 1 })
+	if gu := eventsOf[GaveUp](g.rec)[0]; !errors.Is(gu.Reason, ErrStalled) || len(gu.Messages) != 1 {
+		t.Fatalf("give-up %+v", gu)
 	}
 }

@@ -124,6 +124,7 @@ func (n *Node) peerRestarted(p *peerState, prev, inc string) error {
 		p.rtTimer.Stop()
 		p.rtTimer = nil
 	}
+	n.endStallLocked(p)
 	p.roomLocked()
 	n.updatePinLocked(p)
 	n.log.Info("peer restarted: state reset", "peer", p.id, "previous", prev, "current", inc, "parked", len(parked))

@@ -15,10 +15,6 @@ import (
 	"github.com/ocapnet/ocapnet/wire"
 )
 
-// maxEnvelopeOverhead bounds the bytes an envelope adds around method and
-// params: {"seq":N,"ack":N,"method":"","params":} with 16-digit numbers.
-const maxEnvelopeOverhead = 64
-
 // maxHints caps the stored location hints per peer (upstream keeps them
 // unbounded, W16).
 const maxHints = 16
@@ -93,7 +89,13 @@ func (n *Node) SendMessage(ctx context.Context, m Outgoing) (uint64, error) {
 				return err
 			}
 		}
-		var err error
+		next, _, err := tx.Peer(p.key)
+		if err != nil {
+			return err
+		}
+		if err := n.checkSize(m, next.NextSeq+1); err != nil {
+			return err
+		}
 		seq, err = tx.AppendOut(p.key, rec)
 		return err
 	})
@@ -132,9 +134,21 @@ func (n *Node) checkOutgoing(m Outgoing) error {
 	if err := transport.CheckHints(to, m.Hints); err != nil {
 		return err
 	}
+	// The exact check, with the sequence number, is made when it is
+	// assigned (checkSize); this one refuses what can never fit.
+	return n.checkSize(m, 1)
+}
+
+// checkSize applies the size rule (docs/PROTOCOL.md "Message size"): a
+// message is accepted when its envelope with its own sequence number and no
+// acknowledgement fits the frame limit. The pump leaves the piggybacked
+// acknowledgement out of a frame it would push over the limit (a standalone
+// ack follows), so a message that was accepted always fits, whatever the
+// acknowledgement at the time it is (re)sent.
+func (n *Node) checkSize(m Outgoing, seq uint64) error {
 	limit := n.tr.MaxMessageSize()
-	if size := len(m.Method) + len(m.Params) + maxEnvelopeOverhead; size > limit {
-		return fmt.Errorf("send to %s: %w: about %d bytes, limit %d", to, transport.ErrMessageTooLarge, size, limit)
+	if size := wire.EnvelopeSize(wire.Envelope{Seq: seq, Method: m.Method, Params: m.Params}); size > limit {
+		return fmt.Errorf("send to %s: %w: the frame would be %d bytes, limit %d", m.To, transport.ErrMessageTooLarge, size, limit)
 	}
 	return nil
 }
@@ -278,11 +292,19 @@ func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 					return err
 				}
 			}
+			next, _, err := tx.Peer(a.p.key)
+			if err != nil {
+				return err
+			}
+			if err := n.checkSize(m, next.NextSeq+1); err != nil {
+				res[a.i] = Result{Err: err} // this one alone is refused
+				continue
+			}
 			seq, err := tx.AppendOut(a.p.key, store.OutRecord{Method: m.Method, Params: m.Params, Tag: m.Tag, At: at})
 			if err != nil {
 				return err
 			}
-			res[a.i].Seq = seq
+			res[a.i] = Result{Seq: seq}
 		}
 		return nil
 	})
@@ -290,8 +312,10 @@ func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 	defer n.mu.Unlock()
 	for _, a := range ok {
 		a.p.reserved--
-		if err != nil {
-			res[a.i] = Result{Err: fmt.Errorf("send to %s: %w", ms[a.i].To, err)}
+		if err != nil || res[a.i].Err != nil {
+			if err != nil {
+				res[a.i] = Result{Err: fmt.Errorf("send to %s: %w", ms[a.i].To, err)}
+			}
 			a.p.roomLocked()
 			continue
 		}

@@ -166,6 +166,29 @@ func EncodeEnvelope(e Envelope) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
+// EnvelopeSize returns the exact length of EncodeEnvelope(e)'s payload,
+// without encoding it, so a sender can check a message against the frame
+// limit with the sequence number and acknowledgement it will carry.
+func EnvelopeSize(e Envelope) int {
+	n := len(`{"seq":`) + digits(e.Seq) + len(`,"method":`) + len(appendString(nil, e.Method)) + len(`}`)
+	if e.Ack > 0 {
+		n += len(`,"ack":`) + digits(e.Ack)
+	}
+	if e.Params != nil {
+		n += len(`,"params":`) + len(e.Params)
+	}
+	return n
+}
+
+func digits(v uint64) int {
+	n := 1
+	for v >= 10 {
+		v /= 10
+		n++
+	}
+	return n
+}
+
 // EncodeAck returns the standalone acknowledgement {"ack":n}.
 func EncodeAck(n uint64) []byte {
 	b := append(make([]byte, 0, 24), `{"ack":`...)

@@ -240,3 +240,20 @@ func BenchmarkDecodeMessage(b *testing.B) {
 		}
 	}
 }
+
+func TestEnvelopeSize(t *testing.T) {
+	for _, e := range []Envelope{
+		{Seq: 1, Method: "deliver", Params: json.RawMessage(`["message","ro-1",{}]`)},
+		{Seq: 9, Ack: 10, Method: "", Params: nil},
+		{Seq: MaxSafeInteger, Ack: MaxSafeInteger, Method: "with \"quotes\" and \x01 é", Params: json.RawMessage(`{"a":[1,2,3]}`)},
+		{Seq: 12345, Ack: 99, Method: "m\u2028", Params: json.RawMessage(`null`)},
+	} {
+		b, err := EncodeEnvelope(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := EnvelopeSize(e); got != len(b) {
+			t.Errorf("EnvelopeSize(%+v) = %d, encoded %d bytes: %s", e, got, len(b), b)
+		}
+	}
+}
