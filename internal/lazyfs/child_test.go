@@ -38,6 +38,19 @@ func child(role, path string) int {
 
 func runChild(role, path, arg string) error {
 	switch role {
+	case "fds": // print how many descriptors on /dev/fuse this process has
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, e := range entries {
+			if target, _ := os.Readlink("/proc/self/fd/" + e.Name()); target == "/dev/fuse" {
+				n++
+			}
+		}
+		fmt.Println(n)
+		return nil
 	case "mmap": // print the file's content as read through a shared mmap
 		f, err := os.Open(path)
 		if err != nil {
@@ -106,6 +119,7 @@ func runChild(role, path, arg string) error {
 func spawn(t *testing.T, role, path, arg string) (lines *bufio.Scanner, kill func()) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test, even on a timeout
 	cmd.Env = append(os.Environ(), childEnv+"="+role, childPathEnv+"="+path, childArgEnv+"="+arg)
 	cmd.Stderr = &strings.Builder{}
 	stdin, err := cmd.StdinPipe()
@@ -189,5 +203,14 @@ func TestBoltCommitsSurvive(t *testing.T) {
 				t.Errorf("after the cut: %s keys, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// A child process must not inherit the FUSE device (it would keep the
+// connection alive after an unmount, and hang).
+func TestChildDoesNotInheritFuseDevice(t *testing.T) {
+	_, _, mnt := setup(t)
+	if got := runOnce(t, "fds", mnt, ""); got != "0" {
+		t.Errorf("a child process holds %s descriptors on /dev/fuse", got)
 	}
 }

@@ -80,7 +80,7 @@ func TestUnsyncedWriteLostSyncedKept(t *testing.T) {
 	write(t, filepath.Join(mnt, "unsynced"), []byte("lost"), 0, false)
 	syncDir(t, mnt)
 	want(t, filepath.Join(mnt, "unsynced"), []byte("lost")) // readable while powered
-	want(t, filepath.Join(backing, "unsynced"), []byte{})    // not durable
+	want(t, filepath.Join(backing, "unsynced"), []byte{})   // not durable
 	cut(t, f)
 	want(t, filepath.Join(mnt, "synced"), []byte("kept"))
 	want(t, filepath.Join(mnt, "unsynced"), []byte{}) // its entry was synced, its data not

@@ -80,16 +80,20 @@ func (f *FS) boot() error {
 	}
 	sec := time.Second
 	root := &fnode{s: st, n: st.root}
-	srv, err := fs.Mount(f.mountpoint, root, &fs.Options{
-		MountOptions: fuse.MountOptions{
-			FsName:        "lazyfs",
-			Name:          "lazyfs",
-			DirectMount:   true, // as root: mount(2) itself, fusermount3 if that fails
-			DisableXAttrs: true,
-		},
-		EntryTimeout:    &sec,
-		AttrTimeout:     &sec,
-		NegativeTimeout: &sec,
+	var srv *fuse.Server
+	err = mountNoInherit(func() (err error) {
+		srv, err = fs.Mount(f.mountpoint, root, &fs.Options{
+			MountOptions: fuse.MountOptions{
+				FsName:            "lazyfs",
+				Name:              "lazyfs",
+				DirectMountStrict: true, // as root, mount(2) itself: no fusermount process
+				DisableXAttrs:     true,
+			},
+			EntryTimeout:    &sec,
+			AttrTimeout:     &sec,
+			NegativeTimeout: &sec,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("lazyfs: mounting %s: %w", f.mountpoint, err)
