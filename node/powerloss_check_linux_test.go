@@ -37,9 +37,14 @@ func (l *powerLog) problem(format string, args ...any) {
 	}
 }
 
-func (l *powerLog) read(r io.Reader, role string) {
+// read reads a child's output; ready is closed on its "ready" line.
+func (l *powerLog) read(r io.Reader, role string, ready chan struct{}) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
+		if sc.Text() == "ready" && ready != nil {
+			close(ready)
+			ready = nil
+		}
 		l.line(role, sc.Text())
 	}
 }

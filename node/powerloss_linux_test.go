@@ -25,6 +25,12 @@ var powerCycles = flag.Int("powerloss.cycles", 6, "fault cycles in TestPowerLoss
 // switch (build tag ocapnet_nosync).
 var storeFsyncOff = false
 
+type powerProc struct {
+	cmd   *exec.Cmd
+	done  chan struct{}
+	ready chan struct{} // closed when the child printed "ready"
+}
+
 // TestPowerLoss runs a sending and a receiving node process, each with its
 // data directory on its own lazyfs mount, and at random points SIGKILLs one
 // or both and cuts the power of their mounts (everything not fsync'd is
@@ -62,7 +68,7 @@ func TestPowerLoss(t *testing.T) {
 	var stderr strings.Builder
 	var stderrMu sync.Mutex
 	boots := 0
-	spawn := func(role, dir string, seed identity.Seed, listen, send string) *crashProc {
+	spawn := func(role, dir string, seed identity.Seed, listen, send string) *powerProc {
 		boots++
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test, even on a timeout
@@ -79,10 +85,10 @@ func TestPowerLoss(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		p := &crashProc{cmd: cmd, done: make(chan struct{})}
+		p := &powerProc{cmd: cmd, done: make(chan struct{}), ready: make(chan struct{})}
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { defer wg.Done(); log.read(stdout, role) }()
+		go func() { defer wg.Done(); log.read(stdout, role, p.ready) }()
 		go func() {
 			defer wg.Done()
 			b, _ := io.ReadAll(errPipe)
@@ -93,7 +99,19 @@ func TestPowerLoss(t *testing.T) {
 		go func() { wg.Wait(); cmd.Wait(); close(p.done) }()
 		return p
 	}
-	kill := func(p *crashProc) {
+	// up waits until p has started its node.
+	up := func(p *powerProc) {
+		select {
+		case <-p.ready:
+		case <-p.done:
+			stderrMu.Lock()
+			defer stderrMu.Unlock()
+			t.Fatalf("a child exited before it was ready:\n%s", stderr.String())
+		case <-time.After(60 * time.Second):
+			t.Fatal("a child was not ready in 60 s")
+		}
+	}
+	kill := func(p *powerProc) {
 		if p != nil {
 			p.cmd.Process.Kill() // SIGKILL
 			<-p.done
@@ -104,22 +122,30 @@ func TestPowerLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var recv, send *crashProc
+	var recv, send *powerProc
 	t.Cleanup(func() { kill(recv); kill(send) }) // before the unmounts (cleanups run last first)
 
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 16))
 	began := time.Now()
 	var kills, cuts int
+	var deck []int // the fault kinds, shuffled: every 5 cycles have each kind once
 	for c := 0; c < *powerCycles; c++ {
 		if recv == nil {
 			recv = spawn("receiver", rdir, rseed, listen, "")
+			up(recv)
 		}
 		if send == nil {
 			send = spawn("sender", sdir, sseed, "/ip4/127.0.0.1/tcp/0", "1")
+			up(send)
 		}
 		time.Sleep(time.Duration(150+rng.IntN(450)) * time.Millisecond) // chaos schedule: when to strike
-		switch rng.IntN(5) {
+		if len(deck) == 0 {
+			deck = rng.Perm(5)
+		}
+		kind := deck[0]
+		deck = deck[1:]
+		switch kind {
 		case 0: // the receiver's machine loses power
 			kill(recv)
 			powerCut(rfs)
@@ -173,7 +199,11 @@ func TestPowerLoss(t *testing.T) {
 	log.mu.Lock()
 	defer log.mu.Unlock()
 	lost := log.lost()
-	for _, p := range log.problems {
+	for i, p := range log.problems {
+		if i == 20 {
+			t.Errorf("... and %d more problems", len(log.problems)-i)
+			break
+		}
 		t.Error(p)
 	}
 	if !log.finished {
