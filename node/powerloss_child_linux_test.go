@@ -51,7 +51,7 @@ func powerChild(role string) int {
 		Dir:        os.Getenv(powerDirEnv),
 		KeySeed:    os.Getenv(powerSeedEnv),
 		AckTimeout: time.Second,
-		Transport: transport.Options{
+		Transport: transport.Config{
 			ListenAddrs:        []string{os.Getenv(powerListenEnv)},
 			ReconnectBaseDelay: 10 * time.Millisecond,
 			ReconnectMaxDelay:  100 * time.Millisecond,
