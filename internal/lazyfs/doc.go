@@ -45,6 +45,6 @@
 // the kernel inside the mount and vanish with it. Everything goes through
 // the mount; the backing directory must not be changed while mounted.
 //
-// Mounting needs root and /dev/fuse (Debian: apt-get install fuse3).
-// Available reports what is missing.
+// The package is Linux-only. Mounting needs root and /dev/fuse (Debian:
+// apt-get install fuse3); Available reports what is missing.
 package lazyfs
