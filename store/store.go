@@ -11,6 +11,10 @@
 // One process at a time may open a data directory: a second Open gets
 // ErrLocked naming the directory. A file that is not an ocapnet database
 // gets ErrForeign or ErrCorrupt, never a panic.
+//
+// Test binaries built with the tag ocapnet_nosync skip every fsync (to show
+// that the power-loss test in package node detects the loss); any other
+// binary with that tag panics at start.
 package store
 
 import (
@@ -139,7 +143,7 @@ func Open(dir string, opts Options) (s *Store, err error) {
 		}
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
-	if err := migrate(db, path); err != nil {
+	if err := opened(db, dir, path); err != nil {
 		db.Close()
 		return nil, err
 	}
