@@ -114,13 +114,12 @@ func (l Limits) connManager() p2phost.ConnManager {
 // resources are the relay service's own limits.
 func (l Limits) resources() relayv2.Resources {
 	return relayv2.Resources{
-		ReservationTTL:         l.ReservationTTL,
-		MaxReservations:        l.MaxReservations,
-		MaxCircuits:            l.MaxCircuits,
-		BufferSize:             l.BufferSize,
-		MaxReservationsPerPeer: 1,
-		MaxReservationsPerIP:   l.MaxReservationsPerIP,
-		MaxReservationsPerASN:  l.MaxReservationsPerASN,
+		ReservationTTL:        l.ReservationTTL,
+		MaxReservations:       l.MaxReservations,
+		MaxCircuits:           l.MaxCircuits,
+		BufferSize:            l.BufferSize,
+		MaxReservationsPerIP:  l.MaxReservationsPerIP,
+		MaxReservationsPerASN: l.MaxReservationsPerASN,
 	}
 }
 
