@@ -190,3 +190,15 @@ func TestOptionsValidation(t *testing.T) {
 		}
 	}
 }
+
+// A relay client listens on /p2p-circuit (the transport adds it when it
+// has relays), and that counts as bound.
+func TestRelayClientListensOnCircuit(t *testing.T) {
+	h := newHost(t, Options{RelayClient: true, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/p2p-circuit"}})
+	if miss := NotListening(h, []string{"/ip4/127.0.0.1/tcp/0", "/p2p-circuit"}); len(miss) != 0 {
+		t.Fatalf("not listening on %v", miss)
+	}
+	if _, err := New(Options{Identity: key(t), Limits: Limits{Conns: 8}, ListenAddrs: []string{"/p2p-circuit"}}); !errors.Is(err, ErrListen) {
+		t.Fatalf("/p2p-circuit without the relay client: %v", err)
+	}
+}
