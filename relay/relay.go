@@ -75,6 +75,9 @@ type Options struct {
 	RefusalLogInterval time.Duration
 	// Metrics, when set, receives the relay's collectors (ocapnet_relay_*)
 	// and go-libp2p's (libp2p_relaysvc_*, libp2p_rcmgr_*, swarm, identify).
+	// One relay per registry: a second is refused. go-libp2p's collectors
+	// are process-wide, so two relays in one process add up there; the
+	// ocapnet_relay_* ones and Stats are per relay.
 	Metrics prometheus.Registerer
 }
 
@@ -139,7 +142,11 @@ func Start(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	st := newStats(o.Metrics, h)
+	st, err := newStats(o.Metrics, h)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
 	relayOpts := []relayv2.Option{relayv2.WithResources(lim.resources()), relayv2.WithMetricsTracer(st)}
 	if len(o.AllowPeers) > 0 {
 		relayOpts = append(relayOpts, relayv2.WithACL(newAllowList(o.AllowPeers)))

@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ocapnet/ocapnet/internal/p2phost"
 )
@@ -298,5 +299,16 @@ func TestLimitsValidation(t *testing.T) {
 	}
 	if _, err := Start(Options{KeySeed: seed(t), RefusalLogInterval: -1}); !errors.Is(err, ErrInvalidOptions) {
 		t.Errorf("negative interval: %v", err)
+	}
+}
+
+// Two relays cannot share a registry; the second fails cleanly.
+func TestMetricsRegistryShared(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	start(t, Options{Metrics: reg})
+	s, err := Start(Options{KeySeed: seed(t), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Metrics: reg})
+	if err == nil {
+		s.Stop()
+		t.Fatal("second relay registered on the same registry")
 	}
 }

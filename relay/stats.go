@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -47,13 +48,15 @@ type stats struct {
 
 var _ relayv2.MetricsTracer = (*stats)(nil)
 
-func newStats(reg prometheus.Registerer, h host.Host) *stats {
+func newStats(reg prometheus.Registerer, h host.Host) (*stats, error) {
 	s := &stats{h: h, refusals: map[Refusal]int64{}}
 	if reg != nil {
+		if err := reg.Register(s); err != nil {
+			return nil, fmt.Errorf("relay: metrics: %w", err)
+		}
 		s.lib = relayv2.NewMetricsTracer(relayv2.WithRegisterer(reg))
-		reg.MustRegister(s)
 	}
-	return s
+	return s, nil
 }
 
 func (s *stats) snapshot() Stats {
