@@ -312,3 +312,37 @@ func TestMetricsRegistryShared(t *testing.T) {
 		t.Fatal("second relay registered on the same registry")
 	}
 }
+
+// MaxCircuitsTotal circuits open at once; one more is refused (the
+// resource manager refuses its stop stream: CONNECTION_FAILED) and counted.
+func TestMaxCircuitsTotal(t *testing.T) {
+	s := start(t, Options{Limits: Limits{MaxCircuitsTotal: 2, MaxCircuits: 1}})
+	var streams []network.Stream
+	var last error
+	for i := range 3 {
+		dst := newClient(t, s)
+		dst.SetStreamHandler(echo, func(st network.Stream) { io.Copy(st, st); st.Close() })
+		if err := reserve(t, dst, s); err != nil {
+			t.Fatal(err)
+		}
+		st, err := dialCircuit(t, newClient(t, s), dst.ID(), s)
+		if i < 2 && err != nil {
+			t.Fatalf("circuit %d: %v", i, err)
+		}
+		if err == nil {
+			streams = append(streams, st)
+		}
+		last = err
+	}
+	defer func() {
+		for _, st := range streams {
+			st.Reset()
+		}
+	}()
+	if last == nil || !strings.Contains(last.Error(), "CONNECTION_FAILED") {
+		t.Fatalf("third circuit: %v", last)
+	}
+	if got := s.Stats(); got.Circuits != 2 || got.Refusals[Refusal{"connect", "CONNECTION_FAILED"}] != 1 {
+		t.Fatalf("stats %+v", got)
+	}
+}
