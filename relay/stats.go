@@ -13,7 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Stats are a relay's counts since Start.
+// Stats are a relay's counts since Start. A refused request is counted
+// just after the relay answered it (go-libp2p calls the tracer then).
 type Stats struct {
 	// Reservations held and circuits open now.
 	Reservations, Circuits int64

@@ -198,9 +198,18 @@ func TestRelayAllowListMetricsAndRefusalLog(t *testing.T) {
 		t.Fatal("unlisted peer reserved")
 	}
 	base := "http://" + ready["http"].(string)
-	code, body := apiGet(t, base+"/metrics", "")
-	if code != 200 {
-		t.Fatalf("metrics: %d", code)
+	// The relay counts a refusal just after answering it.
+	var body string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var code int
+		if code, body = apiGet(t, base+"/metrics", ""); code != 200 {
+			t.Fatalf("metrics: %d", code)
+		}
+		if metricValue(body, `ocapnet_relay_refusals_total{request="reserve",status="PERMISSION_DENIED"}`) == refused+1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	for name, want := range map[string]float64{
 		"ocapnet_relay_reservations": 2,
@@ -222,7 +231,7 @@ func TestRelayAllowListMetricsAndRefusalLog(t *testing.T) {
 	}
 	// One WARN summary (or two, if the refusals straddled an interval)
 	// counting the refusals; never a line each.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	re := regexp.MustCompile(`level=WARN msg="relay refused requests".* reserve.PERMISSION_DENIED=(\d+)`)
 	for {
 		n, lines := 0, re.FindAllStringSubmatch(r.errText(), -1)
