@@ -86,6 +86,18 @@ func procStat(pid int) (rss, peak int64, cpu time.Duration) {
 	return rss, peak, cpu
 }
 
+// relayMetricLines are the relay's own and its resource manager's metric
+// lines, for a failure report.
+func relayMetricLines(body string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, "ocapnet_relay_") || strings.HasPrefix(l, "libp2p_rcmgr_blocked") || strings.HasPrefix(l, "libp2p_relaysvc_connection") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // parallel runs f(i) for i in [0, n) on workers goroutines and returns the
 // first error.
 func parallel(n, workers int, f func(i int) error) error {
@@ -266,6 +278,7 @@ func relayLoad(t *testing.T, c loadConfig) {
 	openTime := time.Since(start)
 	select {
 	case err := <-errs:
+		t.Logf("relay metrics at the failure:\n%s", relayMetricLines(metrics()))
 		release.Done()
 		circuitsWG.Wait()
 		t.Fatal(err)

@@ -78,6 +78,9 @@ func listen(h host.Host, addrs []string) error {
 	slices.SortStableFunc(items, func(x, y item) int { return x.order - y.order })
 	var failed []AddrError
 	for _, it := range items {
+		if slices.ContainsFunc(h.Network().ListenAddresses(), it.a.Equal) {
+			continue // bound already: the relay client listens on /p2p-circuit itself
+		}
 		var err error
 		if sw != nil {
 			err = sw.AddListenAddr(it.a) // the transport's own error, not a summary

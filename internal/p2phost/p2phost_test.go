@@ -198,6 +198,15 @@ func TestRelayClientListensOnCircuit(t *testing.T) {
 	if miss := NotListening(h, []string{"/ip4/127.0.0.1/tcp/0", "/p2p-circuit"}); len(miss) != 0 {
 		t.Fatalf("not listening on %v", miss)
 	}
+	n := 0
+	for _, a := range h.Network().ListenAddresses() {
+		if a.String() == "/p2p-circuit" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d /p2p-circuit listeners", n)
+	}
 	if _, err := New(Options{Identity: key(t), Limits: Limits{Conns: 8}, ListenAddrs: []string{"/p2p-circuit"}}); !errors.Is(err, ErrListen) {
 		t.Fatalf("/p2p-circuit without the relay client: %v", err)
 	}
