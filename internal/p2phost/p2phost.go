@@ -72,7 +72,8 @@ type Options struct {
 	Identity crypto.PrivKey
 
 	// ListenAddrs are the multiaddrs to listen on. Default none: the host
-	// only dials. Every one must be bound when New returns.
+	// only dials. Every one must be bound when New returns. The relay
+	// client listens on /p2p-circuit by itself (listing it is harmless).
 	ListenAddrs []string
 
 	// Transports default to AllTransports.
@@ -116,7 +117,8 @@ type Options struct {
 	// Limits configure the resource manager. Limits.Conns is required.
 	Limits Limits
 
-	// Extra options are appended after everything above (test hooks).
+	// Extra options are appended after everything above (test hooks). Listen
+	// addresses belong in ListenAddrs: New binds them itself, one by one.
 	Extra []libp2p.Option
 }
 
