@@ -29,12 +29,13 @@ import (
 type loadConfig struct {
 	reservations, perIP, circuits, frames int
 	workers                               int // hosts set up at once
+	dialers                               int // circuits dialled at once (each dial has the swarm's 15 s timeout)
 }
 
 // The default run's load: small, so that it stays fast. The scale test
 // (relay_scale_test.go, -tags scale) runs 5,000 and 1,000.
 func TestRelayLoad(t *testing.T) {
-	relayLoad(t, loadConfig{reservations: 50, perIP: 5, circuits: 20, frames: 3, workers: 16})
+	relayLoad(t, loadConfig{reservations: 50, perIP: 5, circuits: 20, frames: 3, workers: 16, dialers: 8})
 }
 
 // sourceIP is the loopback address of client i: perIP clients share one.
@@ -241,7 +242,7 @@ func relayLoad(t *testing.T, c loadConfig) {
 	errs := make(chan error, c.circuits)
 	circ := ma.StringCast(info.Addrs[0].String() + "/p2p/" + info.ID.String() + "/p2p-circuit")
 	var circuitsWG sync.WaitGroup
-	sem := make(chan struct{}, c.workers)
+	sem := make(chan struct{}, c.dialers)
 	for k := range c.circuits {
 		circuitsWG.Add(1)
 		go func() {
