@@ -10,5 +10,5 @@ import "testing"
 //
 //	go test -tags scale -run TestRelayScale -v -timeout 30m ./cmd/ocapnet/
 func TestRelayScale(t *testing.T) {
-	relayLoad(t, loadConfig{reservations: 5000, perIP: 8, circuits: 1000, frames: 3, workers: 64, dialers: 16})
+	relayLoad(t, loadConfig{reservations: 5000, perIP: 8, circuits: 1000, frames: 3, workers: 64, dialers: 64})
 }
