@@ -30,6 +30,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	bconnmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	webrtc "github.com/libp2p/go-libp2p/p2p/transport/webrtc"
@@ -100,6 +101,12 @@ type Options struct {
 	// (servers such as the relay), instead of waiting for AutoNAT.
 	ForceReachabilityPublic bool
 
+	// DialTimeout bounds one dial of one address, transport and security
+	// handshake included (the caller's context may end it sooner). Default
+	// 15 s for every address; go-libp2p alone gives private and loopback
+	// addresses only 5 s, which a loaded machine can miss.
+	DialTimeout time.Duration
+
 	// ConnManager configures the connection manager; see its defaults.
 	ConnManager ConnManager
 
@@ -157,6 +164,12 @@ func (o Options) withDefaults() (Options, error) {
 	if err := o.Limits.validate(); err != nil {
 		return o, err
 	}
+	if o.DialTimeout < 0 {
+		return o, bad("negative DialTimeout")
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 15 * time.Second
+	}
 	cm := &o.ConnManager
 	if cm.High == 0 {
 		cm.High = max(1, o.Limits.Conns-o.Limits.Conns/16)
@@ -203,6 +216,7 @@ func New(o Options) (host.Host, error) {
 		libp2p.Ping(o.Ping),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
+		libp2p.SwarmOpts(swarm.WithDialTimeout(o.DialTimeout), swarm.WithDialTimeoutLocal(o.DialTimeout)),
 	}
 	opts = append(opts, o.transportOptions()...)
 	if o.RelayClient {

@@ -177,6 +177,7 @@ func TestOptionsValidation(t *testing.T) {
 		"cm high > conns":    {Identity: k, Limits: Limits{Conns: 100}, ConnManager: ConnManager{High: 101}},
 		"negative cm grace":  {Identity: k, Limits: Limits{Conns: 100}, ConnManager: ConnManager{Grace: -1}},
 		"negative conn rate": {Identity: k, Limits: Limits{Conns: 8, ConnRatePerIP: -1}},
+		"negative dial time": {Identity: k, Limits: Limits{Conns: 8}, DialTimeout: -1},
 	} {
 		if name == "fd over rlimit" && openFileLimit() == 0 {
 			continue
