@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ocapnet/ocapnet/identity"
 	"github.com/ocapnet/ocapnet/node"
@@ -32,7 +31,7 @@ func init() {
 }
 
 func runRelay(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("relay", stderr, "[--data DIR] [--seed HEX] [--listen MA ...] [--http ADDR]")
+	fs := newFlagSet("relay", stderr, "[--data DIR] [--seed HEX] [--listen MA ...] [--http ADDR] [--max-reservations N ...] [--allow-peer ID ...]")
 	dir := fs.String("data", defaultDataDir("relay"), "data directory (identity); created if missing")
 	seedHex := fs.String("seed", "", "key seed of a new data directory (must match on later starts); c8 = upstream's well-known relay")
 	var listen, announce listFlag
@@ -43,9 +42,19 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 	wssCert := fs.String("wss-cert", "", "TLS certificate file (PEM) for /tls/ws listen addresses")
 	wssKey := fs.String("wss-key", "", "TLS key file (PEM) for /tls/ws listen addresses")
 	httpAddr := fs.String("http", "", "serve /metrics and /healthz on this address (e.g. 127.0.0.1:9090)")
-	maxRes := fs.Int("max-reservations", 1024, "most reservations held at once (enforced, not signalled)")
-	maxResIP := fs.Int("max-reservations-per-ip", 8, "most reservations per IP address")
-	maxCircuits := fs.Int("max-circuits", 64, "most open circuits per peer")
+	var lim relay.Limits
+	fs.IntVar(&lim.MaxReservations, "max-reservations", 1024, "most reservations held at once (enforced, not signalled)")
+	fs.IntVar(&lim.MaxReservationsPerIP, "max-reservations-per-ip", 8, "most reservations per IP address")
+	fs.IntVar(&lim.MaxReservationsPerASN, "max-reservations-per-asn", 0, "most reservations per autonomous system, IPv6 only (0: 4 × --max-reservations-per-ip)")
+	fs.DurationVar(&lim.ReservationTTL, "reservation-ttl", time.Hour, "how long a reservation lasts unless refreshed")
+	fs.IntVar(&lim.MaxCircuits, "max-circuits", 64, "most open circuits per peer, as source and as destination")
+	fs.IntVar(&lim.MaxCircuitsTotal, "max-circuits-total", 1024, "most open circuits at once")
+	fs.IntVar(&lim.MaxConns, "max-conns", 0, "most connections at once (0: reservations + circuits + max(256, an eighth of that))")
+	fs.IntVar(&lim.MaxConnsPerIP, "max-conns-per-ip", 0, "most connections per IP address (0: 4 × --max-reservations-per-ip)")
+	var allowPeers listFlag
+	fs.Var(&allowPeers, "allow-peer", "peer ID allowed to use the relay (repeatable); with --allow-peers-file, the union; default everyone")
+	allowFile := fs.String("allow-peers-file", "", "file of peer IDs allowed to use the relay, one per line, # comments")
+	refusalEvery := fs.Duration("refusal-log-interval", time.Minute, "how often refused requests are summarised in one WARN line")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error (logs go to stderr)")
 	if code, done := parseFlags(fs, args); done {
 		return code
@@ -105,10 +114,21 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	srv, err := relay.Start(relay.Options{TLS: tlsConf,
-		KeySeed: seed, ListenAddrs: addrs, Announce: announce, PublicIP: *publicIP,
-		MaxReservations: *maxRes, MaxReservationsPerIP: *maxResIP, MaxCircuits: *maxCircuits, Logger: log,
-	})
+	allow, err := allowList(allowPeers, *allowFile)
+	if err != nil {
+		return fail(err)
+	}
+	var reg *prometheus.Registry
+	if *httpAddr != "" {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	opts := relay.Options{TLS: tlsConf, KeySeed: seed, ListenAddrs: addrs, Announce: announce, PublicIP: *publicIP,
+		Limits: lim, AllowPeers: allow, RefusalLogInterval: *refusalEvery, Logger: log}
+	if reg != nil {
+		opts.Metrics = reg
+	}
+	srv, err := relay.Start(opts)
 	if err != nil {
 		return fail(err)
 	}
@@ -116,20 +136,13 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 
 	var httpSrv *http.Server
 	httpListen := ""
-	if *httpAddr != "" {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ocapnet_relay_connected_peers", Help: "Peers connected to the relay."},
-			func() float64 { return float64(len(srv.Host().Network().Peers())) }))
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	if reg != nil {
 		ln, err := net.Listen("tcp", *httpAddr)
 		if err != nil {
 			return fail(fmt.Errorf("--http: %w", err))
 		}
 		httpListen = ln.Addr().String()
-		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		httpSrv = &http.Server{Handler: relayHTTP(srv, reg), ReadHeaderTimeout: 10 * time.Second}
 		go httpSrv.Serve(ln)
 		defer httpSrv.Close()
 	}
