@@ -12,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	msmux "github.com/multiformats/go-multistream"
+
+	"github.com/ocapnet/ocapnet/internal/p2phost"
 )
 
 // errClass is how the reconnection loop treats a dial or handshake error.
@@ -46,6 +48,11 @@ func classify(err error) (errClass, string) {
 		return classFatal, "STOPPED"
 	case errors.Is(err, swarm.ErrGaterDisallowedConnection), errors.Is(err, swarm.ErrAllDialsFailed) && allGated(err):
 		return classFatal, "GATED"
+	case p2phost.Limit(err) == p2phost.LocalLimit:
+		// Our own resource limits: never evidence against the peer.
+		return classTransient, "LOCAL_LIMIT"
+	case p2phost.Limit(err) == p2phost.RemoteLimit:
+		return classTransient, "REMOTE_LIMIT"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return classUnreachable, "ECONNREFUSED"
 	case errors.Is(err, syscall.EHOSTUNREACH):
@@ -68,8 +75,6 @@ func classify(err error) (errClass, string) {
 		return classTransient, "HANDSHAKE_FAILED"
 	case errors.Is(err, ErrConnectionLimit):
 		return classTransient, "CONNECTION_LIMIT"
-	case errors.Is(err, network.ErrResourceLimitExceeded):
-		return classTransient, "RESOURCE_LIMIT"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, network.ErrReset):
 		return classTransient, "ECONNRESET"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):

@@ -83,7 +83,7 @@ func TestClassifyTable(t *testing.T) {
 		{&net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}, classUnreachable, "ENOTFOUND"},
 		{errors.New("error opening relay circuit: NO_RESERVATION (204)"), classUnreachable, "NO_RESERVATION"},
 		{fmt.Errorf("%w: reading handshakeAck: EOF", ErrHandshakeFailed), classTransient, "HANDSHAKE_FAILED"},
-		{network.ErrResourceLimitExceeded, classTransient, "RESOURCE_LIMIT"},
+		{network.ErrResourceLimitExceeded, classTransient, "LOCAL_LIMIT"},
 		{network.ErrReset, classTransient, "ECONNRESET"},
 		{context.DeadlineExceeded, classTransient, "ETIMEDOUT"},
 		{errors.New("something new"), classTransient, "UNKNOWN"},

@@ -8,19 +8,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/gologshim"
-	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
-	webrtc "github.com/libp2p/go-libp2p/p2p/transport/webrtc"
-	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
-	webtransport "github.com/libp2p/go-libp2p/p2p/transport/webtransport"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/ocapnet/ocapnet/internal/p2phost"
 )
 
 // RouteLibp2pLogs sends go-libp2p's own logs to h. go-libp2p logs through a
@@ -30,42 +25,45 @@ func RouteLibp2pLogs(h slog.Handler) {
 	gologshim.SetDefaultHandler(h)
 }
 
-// newHost builds the libp2p host: Ed25519 identity from the seed, Noise and
-// TLS security, Yamux, identify and ping, TCP, QUIC-v1, WebSocket (WSS with a
+// newHost builds the libp2p host with internal/p2phost (the builder the
+// relay uses too): Ed25519 identity from the seed, Noise and TLS security,
+// Yamux, identify and ping, TCP, QUIC-v1, WebSocket (WSS with a
 // certificate), WebTransport and WebRTC-direct, the circuit relay v2 client,
-// upstream's connection gater, and a connection manager that never trims
-// peers with a channel (they are protected).
+// upstream's connection gater with our per-address rates, a connection
+// manager that never trims peers with a channel (they are protected), and a
+// resource manager whose limits are derived from ours (hostLimits).
 func newHost(o *Options, relayAddrs []ma.Multiaddr, limits *addrLimiter) (host.Host, error) {
-	cm, err := connmgr.NewConnManager(o.MaxConnections+64, 2*o.MaxConnections+128, connmgr.WithGracePeriod(time.Minute))
-	if err != nil {
-		return nil, err
+	l := hostLimits(o.Config)
+	return p2phost.New(p2phost.Options{
+		Identity:    o.KeySeed.PrivateKey(),
+		ListenAddrs: o.ListenAddrs,
+		WSSConfig:   o.WSSConfig,
+		RelayClient: true,
+		Ping:        true,
+		DialTimeout: o.DialTimeout,
+		Limits:      l,
+		ConnManager: p2phost.ConnManager{Low: o.MaxConnections, High: l.Conns - l.Conns/16, Grace: time.Minute},
+		Gater:       newGater(o.AllowedWSHosts, relayAddrs, limits),
+		Metrics:     o.Metrics,
+		Extra:       o.hostOptions,
+	})
+}
+
+// hostLimits derives go-libp2p's resource limits from the transport's
+// (every limit is ours, docs/PROTOCOL.md "Limits"): one connection per
+// channel, with room for a quarter more (relays, dial races, peers whose
+// channel is being replaced) and 64 spare; every relayed channel is a stream
+// on the connection to its relay, so one peer (a relay) may carry as many
+// streams as there are channels; the other limits follow from these
+// (p2phost.Limits.Derive: ping and identify streams per connection, the
+// transient scope for handshakes, file descriptors, memory).
+func hostLimits(c Config) p2phost.Limits {
+	conns := c.MaxConnections + c.MaxConnections/4 + 64
+	return p2phost.Limits{
+		Conns:          conns,
+		StreamsPerPeer: c.MaxConnections + 64,
+		Handshakes:     max(64, c.MaxPendingHandshakes),
 	}
-	wsOpts := []interface{}{}
-	if o.WSSConfig != nil {
-		wsOpts = append(wsOpts, ws.WithTLSConfig(o.WSSConfig))
-	}
-	opts := []libp2p.Option{
-		libp2p.Identity(o.KeySeed.PrivateKey()),
-		libp2p.ListenAddrStrings(o.ListenAddrs...),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
-		libp2p.Transport(ws.New, wsOpts...),
-		libp2p.Transport(webtransport.New),
-		libp2p.Transport(webrtc.New),
-		libp2p.DefaultSecurity,
-		libp2p.DefaultMuxers,
-		libp2p.EnableRelay(),
-		libp2p.Ping(true),
-		libp2p.ConnectionManager(cm),
-		libp2p.ConnectionGater(newGater(o.AllowedWSHosts, relayAddrs, limits)),
-	}
-	opts = append(opts, o.hostOptions...)
-	if o.Metrics != nil {
-		opts = append(opts, libp2p.PrometheusRegisterer(o.Metrics))
-	} else {
-		opts = append(opts, libp2p.DisableMetrics())
-	}
-	return libp2p.New(opts...)
 }
 
 // gater is upstream's connection gater (reference §4.3): it only filters

@@ -11,6 +11,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	msmux "github.com/multiformats/go-multistream"
+
+	"github.com/ocapnet/ocapnet/internal/p2phost"
 )
 
 // maxProbesInFlight bounds the liveness probes running at once. Probes are
@@ -161,8 +163,10 @@ func probeVerdict(err error) verdict {
 	switch {
 	case err == nil:
 		return probeAnswered
-	case errors.Is(err, network.ErrResourceLimitExceeded), errors.Is(err, network.ErrResourceScopeClosed):
+	case p2phost.Limit(err) == p2phost.LocalLimit, errors.Is(err, network.ErrResourceScopeClosed):
 		return probeLocalLimit
+	case p2phost.Limit(err) == p2phost.RemoteLimit:
+		return probeAnswered // the peer refused for its own limits: it is there
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
 		return probeDead
 	case errors.Is(err, network.ErrReset), errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}):
