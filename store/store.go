@@ -3,14 +3,42 @@
 // peer the location hints, the outbound log with its sequence state, the
 // inbound delivery state and the last seen incarnation.
 //
+// Where things are: the group commit (Update) is in commit.go, the file
+// layout and its migrations in schema.go, and each kind of record in its own
+// file: identity.go, lastactive.go, peer.go (PeerRecord), outlog.go (the
+// outbound log: AppendOut writes an outbound message, Ack deletes
+// acknowledged ones), parked.go (give-ups: ParkOut, UnparkOut,
+// DiscardParked), relaypool.go, events.go (the daemon's event log), and
+// encoding.go (how records are encoded).
+//
+// # Durability
+//
 // Writes go through Update, which group-commits: one writer goroutine runs
-// every queued update of every caller in one bbolt transaction, so a burst of
-// concurrent writers shares one pair of fdatasyncs instead of paying one
-// each. Update returns only once its changes are durable.
+// every queued update of every caller in one bbolt transaction, so a burst
+// of concurrent writers shares one commit instead of paying one each. A
+// bbolt commit writes the changed pages and fdatasyncs the file, then writes
+// the meta page and fdatasyncs again (and fsyncs when the file grows). The
+// contract:
+//
+//   - Update returns nil only after its changes are on disk: a crash (kill
+//     -9, power loss) after that loses nothing it wrote.
+//   - A batch commits atomically: after a crash, an Update that had not
+//     returned is either entirely applied, with the rest of its batch, or
+//     not at all. Nothing half-written is ever read back.
+//   - An Update that returns an error applied nothing. If its function
+//     failed or panicked, the rest of its batch committed without it; if
+//     the commit failed (ErrStorage: disk full, I/O error), the whole batch
+//     applied nothing, and everything committed before is intact.
+//   - Open's migration, AppendEvent and TrimEvents commit the same way. View
+//     never writes. Close waits for queued updates to commit.
+//
+// This assumes a disk that honours fdatasync (no volatile write cache that
+// lies about flushes).
 //
 // One process at a time may open a data directory: a second Open gets
 // ErrLocked naming the directory. A file that is not an ocapnet database
-// gets ErrForeign or ErrCorrupt, never a panic.
+// gets ErrForeign or ErrCorrupt, never a panic, and so does a damaged record
+// when it is read.
 package store
 
 import (
@@ -42,9 +70,12 @@ var (
 	ErrStorage = errors.New("storage write failed")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrInvalidOptions: Open was given options that make no sense.
+	ErrInvalidOptions = errors.New("invalid store options")
 )
 
-// Options configures Open. The zero value uses the defaults.
+// Options configures Open. A zero field means its default; a negative one
+// is refused with ErrInvalidOptions.
 type Options struct {
 	// LockTimeout is how long Open waits for another process to release
 	// the directory. Default 200 ms.
@@ -53,27 +84,42 @@ type Options struct {
 	MaxBatch int
 }
 
+// withDefaults validates o and fills in the defaults.
+func (o Options) withDefaults() (Options, error) {
+	if o.LockTimeout < 0 {
+		return o, fmt.Errorf("store: %w: LockTimeout %v < 0", ErrInvalidOptions, o.LockTimeout)
+	}
+	if o.MaxBatch < 0 {
+		return o, fmt.Errorf("store: %w: MaxBatch %d < 0", ErrInvalidOptions, o.MaxBatch)
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = 200 * time.Millisecond
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 1024
+	}
+	return o, nil
+}
+
 // Store is an open data directory.
 type Store struct {
 	db   *bolt.DB
 	dir  string
 	opts Options
 
-	mu      sync.Mutex
-	pending []*update
+	mu      sync.Mutex // guards pending and closed
+	pending []*update  // queued updates, in arrival order
 	closed  bool
-	wake    chan struct{}
-	done    chan struct{}
+
+	wake chan struct{} // cap 1: tells commitLoop there is work or a close
+	done chan struct{} // closed when commitLoop has returned
 }
 
 // Open opens (creating if needed) the database in dir, creating dir with
 // mode 0700 if it does not exist.
 func Open(dir string, opts Options) (s *Store, err error) {
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = 200 * time.Millisecond
-	}
-	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 1024
+	if opts, err = opts.withDefaults(); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: data directory %s: %w", dir, err)
@@ -130,7 +176,9 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// View runs fn in a read-only transaction.
+// View runs fn in a read-only transaction, on the caller's goroutine (a
+// panic in fn is the caller's own). Views run concurrently with each other
+// and with the commit.
 func (s *Store) View(fn func(*Tx) error) error {
 	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
 }

@@ -74,7 +74,9 @@ func run(out string) error {
 		func(tx *store.Tx) error { _, err := tx.ParkOut("peerD"); return err },
 		func(tx *store.Tx) error { _, err := tx.DiscardParked("peerD"); return err },
 		// peerE: hints only.
-		func(tx *store.Tx) error { return tx.PutPeer("peerE", store.PeerRecord{Hints: []string{"/ip4/10.0.0.1/tcp/1"}}) },
+		func(tx *store.Tx) error {
+			return tx.PutPeer("peerE", store.PeerRecord{Hints: []string{"/ip4/10.0.0.1/tcp/1"}})
+		},
 		// peerF: a parked message after an unparked one (schema 2 allowed it).
 		func(tx *store.Tx) error { return appendN(tx, "peerF", 1, false) },
 		func(tx *store.Tx) error { return appendN(tx, "peerF", 1, true) },
