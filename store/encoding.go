@@ -25,3 +25,17 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 	}
 	return b.Put(key, data)
 }
+
+// encodeOut encodes an outbound message (its Seq is the key, not stored).
+func encodeOut(r OutRecord) ([]byte, error) { return json.Marshal(r) }
+
+// decodeOut decodes an outbound message; the caller sets Seq from the key.
+func decodeOut(data []byte) (OutRecord, error) {
+	var r OutRecord
+	err := json.Unmarshal(data, &r)
+	return r, err
+}
+
+func encodePeer(r PeerRecord) ([]byte, error) { return json.Marshal(r) }
+
+func decodePeer(data []byte, r *PeerRecord) error { return json.Unmarshal(data, r) }

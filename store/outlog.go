@@ -3,16 +3,24 @@ package store
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
+
+// ErrParkedOrder: a parked message was appended after messages that are not
+// parked (parked messages are always the front of a peer's log).
+var ErrParkedOrder = errors.New("a parked message cannot follow unparked ones")
 
 // OutRecord is one message in a peer's outbound log.
 type OutRecord struct {
 	Seq    uint64          `json:"-"`
 	Method string          `json:"method"`
 	Params json.RawMessage `json:"params,omitempty"`
-	// Tag is the sender's opaque identifier of the message.
+	// Tag is the sender's opaque identifier of the message, kept with it
+	// through parking, unparking and renumbering.
 	Tag json.RawMessage `json:"tag,omitempty"`
 	// Parked messages were handed back to the application in a give-up
 	// and wait for it to resend or discard them; they are not sent.
@@ -22,87 +30,131 @@ type OutRecord struct {
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
-// AppendOut appends a message to the peer's outbound log, assigning it the
-// next sequence number, which it returns.
+// AppendOut writes a message to the end of the peer's outbound log,
+// assigning it the next sequence number, which it returns. A parked message
+// (r.Parked, as when a peer restart renumbers the log) may only follow
+// parked ones: otherwise ErrParkedOrder.
 func (t *Tx) AppendOut(id string, r OutRecord) (uint64, error) {
 	rec, _, err := t.Peer(id)
 	if err != nil {
 		return 0, err
 	}
+	out, err := t.outBucket(id, true)
+	if err != nil {
+		return 0, err
+	}
+	if r.Parked {
+		if k, _ := out.Cursor().Seek(seqKey(rec.SendFrom())); k != nil {
+			return 0, fmt.Errorf("store: peer %s: %w (message %d is not parked)", id, ErrParkedOrder, binary.BigEndian.Uint64(k))
+		}
+	}
 	rec.NextSeq++
 	r.Seq = rec.NextSeq
-	b, err := t.peerBucket(id, true)
+	data, err := encodeOut(r)
 	if err != nil {
 		return 0, err
 	}
-	data, err := json.Marshal(r)
-	if err != nil {
+	if err := out.Put(seqKey(r.Seq), data); err != nil {
 		return 0, err
 	}
-	if err := b.Bucket(bucketOut).Put(seqKey(r.Seq), data); err != nil {
-		return 0, err
+	rec.OutLen++
+	if r.Parked {
+		rec.ParkedTo = r.Seq
 	}
-	return r.Seq, t.PutPeer(id, rec)
+	return r.Seq, t.putPeer(id, rec)
 }
 
 // Out returns up to limit messages of the peer's log with seq ≥ from, in
-// order (limit ≤ 0: all).
+// order (limit ≤ 0: all). It reads only the messages it returns, so
+// Out(id, rec.SendFrom(), window) costs the window, not the backlog.
 func (t *Tx) Out(id string, from uint64, limit int) ([]OutRecord, error) {
-	b, err := t.peerBucket(id, false)
+	return t.outRange(id, from, ^uint64(0), limit)
+}
+
+// outRange returns up to limit messages with from ≤ seq ≤ to.
+func (t *Tx) outRange(id string, from, to uint64, limit int) ([]OutRecord, error) {
+	b, err := t.outBucket(id, false)
 	if b == nil || err != nil {
 		return nil, err
 	}
 	var out []OutRecord
-	c := b.Bucket(bucketOut).Cursor()
+	c := b.Cursor()
 	for k, v := c.Seek(seqKey(from)); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
-		var r OutRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return nil, fmt.Errorf("store: peer %s message %d: %w: %v", id, binary.BigEndian.Uint64(k), ErrCorrupt, err)
+		seq := binary.BigEndian.Uint64(k)
+		if seq > to {
+			break
 		}
-		r.Seq = binary.BigEndian.Uint64(k)
+		r, err := decodeOut(v)
+		if err != nil {
+			return nil, fmt.Errorf("store: peer %s message %d: %w: %v", id, seq, ErrCorrupt, err)
+		}
+		r.Seq = seq
 		out = append(out, r)
 	}
 	return out, nil
 }
 
 // Ack records that the peer acknowledged every message up to upTo
-// (cumulative), deletes them from the log and returns them.
-func (t *Tx) Ack(id string, upTo uint64) ([]OutRecord, error) {
+// (cumulative, clamped to the last assigned number) and deletes them from
+// the log without decoding them. It returns how many it deleted; a stale or
+// duplicate acknowledgement deletes nothing.
+func (t *Tx) Ack(id string, upTo uint64) (int, error) {
 	rec, ok, err := t.Peer(id)
 	if err != nil || !ok || upTo <= rec.Acked {
-		return nil, err
+		return 0, err
 	}
 	upTo = min(upTo, rec.NextSeq)
-	acked, err := t.Out(id, rec.Acked+1, int(upTo-rec.Acked))
+	b, err := t.outBucket(id, false)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	b, _ := t.peerBucket(id, false)
-	out := b.Bucket(bucketOut)
-	var deleted []OutRecord
-	for _, r := range acked {
-		if r.Seq > upTo {
-			break
-		}
-		if err := out.Delete(seqKey(r.Seq)); err != nil {
-			return nil, err
-		}
-		deleted = append(deleted, r)
+	n, err := deleteRange(b, rec.Acked+1, upTo)
+	if err != nil {
+		return 0, err
 	}
 	rec.Acked = upTo
-	return deleted, t.PutPeer(id, rec)
+	rec.OutLen -= min(rec.OutLen, uint64(n))
+	return n, t.putPeer(id, rec)
 }
 
-// DeleteOut removes the given messages from the peer's log.
+// deleteRange deletes every key of b in [from, to] (8-byte big-endian
+// numbers) with a cursor, without reading the values, and returns how many
+// it deleted. The cursor seeks again after each delete: Next after Delete
+// skips a key when the page is already being modified in the transaction
+// (TestParkedBoundaryConsistent found it).
+func deleteRange(b *bolt.Bucket, from, to uint64) (int, error) {
+	n := 0
+	c := b.Cursor()
+	start := seqKey(from)
+	for k, _ := c.Seek(start); k != nil && binary.BigEndian.Uint64(k) <= to; k, _ = c.Seek(start) {
+		if err := c.Delete(); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// DeleteOut removes the given messages from the peer's log (numbers not in
+// it are ignored).
 func (t *Tx) DeleteOut(id string, seqs []uint64) error {
-	b, err := t.peerBucket(id, false)
-	if b == nil || err != nil {
+	rec, ok, err := t.Peer(id)
+	if err != nil || !ok {
+		return err
+	}
+	b, err := t.outBucket(id, false)
+	if err != nil {
 		return err
 	}
 	for _, s := range seqs {
-		if err := b.Bucket(bucketOut).Delete(seqKey(s)); err != nil {
+		k := seqKey(s)
+		if b.Get(k) == nil {
+			continue
+		}
+		if err := b.Delete(k); err != nil {
 			return err
 		}
+		rec.OutLen -= min(rec.OutLen, 1)
 	}
-	return nil
+	return t.putPeer(id, rec)
 }

@@ -16,15 +16,16 @@ func TestAckAndPark(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var acked []OutRecord
-	_ = s.Update(func(tx *Tx) (err error) { acked, err = tx.Ack("p", 3); return })
-	if len(acked) != 3 || acked[0].Seq != 1 || string(acked[2].Tag) != "2" {
-		t.Fatalf("acked %+v", acked)
+	var acked int
+	var left []OutRecord
+	_ = s.Update(func(tx *Tx) (err error) { acked, err = tx.Ack("p", 3); left, _ = tx.Out("p", 0, 0); return })
+	if acked != 3 || len(left) != 2 || left[0].Seq != 4 || string(left[0].Tag) != "3" {
+		t.Fatalf("acked %d, left %+v", acked, left)
 	}
 	// Duplicate and stale acks change nothing; acks beyond are clamped.
 	_ = s.Update(func(tx *Tx) (err error) { acked, err = tx.Ack("p", 2); return })
-	if len(acked) != 0 {
-		t.Fatalf("stale ack deleted %v", acked)
+	if acked != 0 {
+		t.Fatalf("stale ack deleted %d", acked)
 	}
 	var parked []OutRecord
 	_ = s.Update(func(tx *Tx) (err error) { parked, err = tx.ParkOut("p"); return })
@@ -33,8 +34,8 @@ func TestAckAndPark(t *testing.T) {
 	}
 	var rec PeerRecord
 	_ = s.Update(func(tx *Tx) (err error) { acked, err = tx.Ack("p", 99); rec, _, _ = tx.Peer("p"); return })
-	if rec.Acked != 5 || len(acked) != 2 {
-		t.Fatalf("clamped ack: acked %d records, Acked=%d", len(acked), rec.Acked)
+	if rec.Acked != 5 || acked != 2 {
+		t.Fatalf("clamped ack: acked %d records, Acked=%d", acked, rec.Acked)
 	}
 	_ = s.Update(func(tx *Tx) error { return tx.ForgetPeer("p") })
 	var ok bool
@@ -42,4 +43,45 @@ func TestAckAndPark(t *testing.T) {
 	if ok {
 		t.Fatal("peer still stored after ForgetPeer")
 	}
+}
+
+// Ack deletes exactly the acknowledged messages of a log spanning many
+// pages, whether they were written in the same transaction or before.
+func TestAckDeletesRange(t *testing.T) {
+	s := open(t, t.TempDir())
+	check := func(wantLeft int) {
+		t.Helper()
+		_ = s.View(func(tx *Tx) error {
+			rec, _, _ := tx.Peer("p")
+			all, err := tx.Out("p", 0, 0)
+			if err != nil || len(all) != wantLeft || rec.OutLen != uint64(wantLeft) || (wantLeft > 0 && all[0].Seq != rec.Acked+1) {
+				t.Fatalf("left %d (OutLen %d, Acked %d, %v), want %d", len(all), rec.OutLen, rec.Acked, err, wantLeft)
+			}
+			return nil
+		})
+	}
+	// Same transaction.
+	if err := s.Update(func(tx *Tx) error {
+		top, err := appendN(tx, "p", 4096)
+		if err != nil {
+			return err
+		}
+		n, err := tx.Ack("p", top-100)
+		if err == nil && n != 3996 {
+			err = fmt.Errorf("Ack deleted %d, want 3996", n)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check(100)
+	// Committed before the ack.
+	if err := s.Update(func(tx *Tx) error { _, err := appendN(tx, "p", 4096); return err }); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.Update(func(tx *Tx) (err error) { n, err = tx.Ack("p", 4096+4000); return }); err != nil || n != 4100 {
+		t.Fatalf("Ack deleted %d (%v), want 4100", n, err)
+	}
+	check(96)
 }

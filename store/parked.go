@@ -1,92 +1,101 @@
 package store
 
 import (
-	"encoding/json"
-
-	bolt "go.etcd.io/bbolt"
+	"encoding/binary"
+	"fmt"
 )
 
-// ParkOut marks every unacknowledged, unparked message of the peer as
-// parked and returns them (a give-up hands them to the application).
-func (t *Tx) ParkOut(id string) ([]OutRecord, error) {
-	all, err := t.Out(id, 0, 0)
-	if err != nil {
+// Parked returns up to limit of the peer's parked messages, in order (limit
+// ≤ 0: all), reading only those.
+func (t *Tx) Parked(id string, limit int) ([]OutRecord, error) {
+	rec, ok, err := t.Peer(id)
+	if err != nil || !ok {
 		return nil, err
 	}
-	b, _ := t.peerBucket(id, false)
-	var parked []OutRecord
-	for _, r := range all {
-		if r.Parked {
-			continue
-		}
-		r.Parked = true
-		data, err := json.Marshal(r)
-		if err != nil {
-			return nil, err
-		}
-		if err := b.Bucket(bucketOut).Put(seqKey(r.Seq), data); err != nil {
-			return nil, err
-		}
-		parked = append(parked, r)
+	from, to := rec.ParkedRange()
+	if from > to {
+		return nil, nil
 	}
-	return parked, nil
+	return t.outRange(id, from, to, limit)
+}
+
+// ParkOut marks every unacknowledged, unparked message of the peer as
+// parked and returns them (a give-up hands them to the application). It
+// reads only those messages.
+func (t *Tx) ParkOut(id string) ([]OutRecord, error) {
+	rec, ok, err := t.Peer(id)
+	if err != nil || !ok {
+		return nil, err
+	}
+	rs, err := t.Out(id, rec.SendFrom(), 0)
+	if err != nil || len(rs) == 0 {
+		return nil, err
+	}
+	if err := t.setParked(id, rs, true); err != nil {
+		return nil, err
+	}
+	rec.ParkedTo = rs[len(rs)-1].Seq
+	return rs, t.putPeer(id, rec)
 }
 
 // UnparkOut clears the parked mark of every parked message of the peer, so
 // they are sent again with their sequence numbers, and returns them.
 func (t *Tx) UnparkOut(id string) ([]OutRecord, error) {
-	return t.rewriteParked(id, func(b *bolt.Bucket, r OutRecord) error {
-		r.Parked = false
-		data, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		return b.Put(seqKey(r.Seq), data)
-	})
+	rs, err := t.Parked(id, 0)
+	if err != nil || len(rs) == 0 {
+		return nil, err
+	}
+	if err := t.setParked(id, rs, false); err != nil {
+		return nil, err
+	}
+	rec, _, _ := t.Peer(id)
+	rec.ParkedTo = 0
+	return rs, t.putPeer(id, rec)
 }
 
 // DiscardParked deletes every parked message of the peer and returns them.
 // Their sequence numbers are not reused: the peer sees a gap. The peer's
-// Acked moves past parked messages at the front of the log, so they no longer
-// count as unacknowledged.
+// Acked moves past them (and past any numbers missing right after them), so
+// they no longer count as unacknowledged.
 func (t *Tx) DiscardParked(id string) ([]OutRecord, error) {
-	gone, err := t.rewriteParked(id, func(b *bolt.Bucket, r OutRecord) error {
-		return b.Delete(seqKey(r.Seq))
-	})
-	if err != nil || len(gone) == 0 {
-		return gone, err
+	rs, err := t.Parked(id, 0)
+	if err != nil || len(rs) == 0 {
+		return nil, err
 	}
-	rec, _, err := t.Peer(id)
+	rec, _, _ := t.Peer(id)
+	b, err := t.outBucket(id, false)
 	if err != nil {
 		return nil, err
 	}
-	rest, err := t.Out(id, rec.Acked+1, 1)
+	n, err := deleteRange(b, rec.Acked+1, rec.ParkedTo)
 	if err != nil {
 		return nil, err
 	}
-	if len(rest) == 0 {
-		rec.Acked = rec.NextSeq
-	} else {
-		rec.Acked = rest[0].Seq - 1
+	rec.OutLen -= min(rec.OutLen, uint64(n))
+	rec.Acked = rec.NextSeq
+	if k, _ := b.Cursor().Seek(seqKey(rec.ParkedTo + 1)); k != nil {
+		rec.Acked = binary.BigEndian.Uint64(k) - 1
 	}
-	return gone, t.PutPeer(id, rec)
+	rec.ParkedTo = 0
+	return rs, t.putPeer(id, rec)
 }
 
-func (t *Tx) rewriteParked(id string, f func(*bolt.Bucket, OutRecord) error) ([]OutRecord, error) {
-	all, err := t.Out(id, 0, 0)
+// setParked rewrites rs (read from the peer's log) with the parked mark set
+// to parked. rs[i].Parked is updated too.
+func (t *Tx) setParked(id string, rs []OutRecord, parked bool) error {
+	b, err := t.outBucket(id, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	b, _ := t.peerBucket(id, false)
-	var done []OutRecord
-	for _, r := range all {
-		if !r.Parked {
-			continue
+	for i := range rs {
+		rs[i].Parked = parked
+		data, err := encodeOut(rs[i])
+		if err != nil {
+			return err
 		}
-		if err := f(b.Bucket(bucketOut), r); err != nil {
-			return nil, err
+		if err := b.Put(seqKey(rs[i].Seq), data); err != nil {
+			return fmt.Errorf("store: peer %s message %d: %w", id, rs[i].Seq, err)
 		}
-		done = append(done, r)
 	}
-	return done, nil
+	return nil
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // SchemaVersion is the layout version this code reads and writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bucketMeta  = []byte("meta")
@@ -37,6 +37,7 @@ var migrations = []func(*bolt.Tx) error{
 		_, err := tx.CreateBucketIfNotExists(bucketEvents)
 		return err
 	},
+	2: migrateV3,
 }
 
 // migrate checks the file is ours and brings it to SchemaVersion.

@@ -25,7 +25,11 @@ func (t *Tx) flush() error {
 		if b == nil {
 			continue // forgotten after the change
 		}
-		if err := putJSON(b, keyPeerRecord, *t.peers[id]); err != nil {
+		data, err := encodePeer(*t.peers[id])
+		if err != nil {
+			return err
+		}
+		if err := b.Put(keyPeerRecord, data); err != nil {
 			return err
 		}
 	}
