@@ -119,18 +119,26 @@ func (t *Tx) Ack(id string, upTo uint64) (int, error) {
 
 // deleteRange deletes every key of b in [from, to] (8-byte big-endian
 // numbers) with a cursor, without reading the values, and returns how many
-// it deleted. The cursor seeks again after each delete: Next after Delete
-// skips a key when the page is already being modified in the transaction
-// (TestParkedBoundaryConsistent found it).
+// it deleted. After each delete the cursor seeks the key after the deleted
+// one: Next after Delete skips a key once the page is being modified in the
+// transaction (TestParkedBoundaryConsistent found it), and seeking from
+// `from` again would walk every emptied leaf each time (quadratic).
 func deleteRange(b *bolt.Bucket, from, to uint64) (int, error) {
 	n := 0
 	c := b.Cursor()
-	start := seqKey(from)
-	for k, _ := c.Seek(start); k != nil && binary.BigEndian.Uint64(k) <= to; k, _ = c.Seek(start) {
+	for k, _ := c.Seek(seqKey(from)); k != nil; {
+		seq := binary.BigEndian.Uint64(k)
+		if seq > to {
+			break
+		}
 		if err := c.Delete(); err != nil {
 			return n, err
 		}
 		n++
+		if seq == ^uint64(0) {
+			break
+		}
+		k, _ = c.Seek(seqKey(seq + 1))
 	}
 	return n, nil
 }

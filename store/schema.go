@@ -10,6 +10,13 @@ import (
 // SchemaVersion is the layout version this code reads and writes.
 const SchemaVersion = 3
 
+// The file's layout (schema 3). Keys of logs are 8-byte big-endian numbers.
+//
+//	meta/                 application "ocapnet", schema (8-byte version),
+//	                      identity, lastActive, relays (JSON)
+//	peers/<peer ID>/      record: PeerRecord (JSON)
+//	peers/<peer ID>/out/  <seq>: OutRecord without Seq (JSON)
+//	events/               <id>: the daemon's event, as given
 var (
 	bucketMeta  = []byte("meta")
 	bucketPeers = []byte("peers")
@@ -20,10 +27,17 @@ var (
 	keySchema      = []byte("schema")
 	keyApplication = []byte("application")
 	appName        = []byte("ocapnet")
+
+	keyIdentity   = []byte("identity")
+	keyLastActive = []byte("lastActive")
+	keyRelays     = []byte("relays")
+	keyPeerRecord = []byte("record")
 )
 
-// migrations[v] upgrades a database from schema version v to v+1. Version 0
-// is an empty (new) file.
+// migrations[v] upgrades a database from schema version v to v+1, in the
+// transaction that then records the new version. Version 0 is an empty (new)
+// file; 1 had no event log; 2 kept no parked boundary or log length in the
+// peer record.
 var migrations = []func(*bolt.Tx) error{
 	0: func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketPeers} {

@@ -50,21 +50,28 @@ func migratePeerV3(id string, b *bolt.Bucket) error {
 	if _, err := deleteRange(out, 0, rec.Acked); err != nil {
 		return err
 	}
-	var rs []OutRecord
+	// One pass to count and find the last parked message.
+	var last uint64
 	c := out.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		var r OutRecord
-		if err := json.Unmarshal(v, &r); err != nil || len(k) != 8 {
-			return fmt.Errorf("peer %s message %x: %w: %v", id, k, ErrCorrupt, err)
+		r, err := decodeV2Out(id, k, v)
+		if err != nil {
+			return err
 		}
-		r.Seq = binary.BigEndian.Uint64(k)
-		rs = append(rs, r)
+		rec.OutLen, last = rec.OutLen+1, r.Seq
 		if r.Parked {
 			rec.ParkedTo = r.Seq
 		}
 	}
-	for _, r := range rs {
-		r.Parked = r.Seq <= rec.ParkedTo
+	// Then park the unparked messages before it (normally none).
+	var fix []OutRecord
+	for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) < rec.ParkedTo; k, v = c.Next() {
+		if r, _ := decodeV2Out(id, k, v); !r.Parked { // decoded above
+			fix = append(fix, r)
+		}
+	}
+	for _, r := range fix {
+		r.Parked = true
 		data, err := encodeOut(r)
 		if err != nil {
 			return err
@@ -73,12 +80,21 @@ func migratePeerV3(id string, b *bolt.Bucket) error {
 			return err
 		}
 	}
-	rec.OutLen = uint64(len(rs))
-	rec.NextSeq = max(rec.NextSeq, rec.ParkedTo)
+	rec.NextSeq = max(rec.NextSeq, last) // numbers are never reused
 	rec.normalize()
 	data, err := encodePeer(rec)
 	if err != nil {
 		return err
 	}
 	return b.Put(keyPeerRecord, data)
+}
+
+// decodeV2Out decodes a schema-2 outbound message.
+func decodeV2Out(id string, k, v []byte) (OutRecord, error) {
+	var r OutRecord
+	if err := json.Unmarshal(v, &r); err != nil || len(k) != 8 {
+		return r, fmt.Errorf("peer %s message %x: %w: %v", id, k, ErrCorrupt, err)
+	}
+	r.Seq = binary.BigEndian.Uint64(k)
+	return r, nil
 }

@@ -36,10 +36,3 @@ func (t *Tx) flush() error {
 	t.dirty = nil
 	return nil
 }
-
-var (
-	keyIdentity   = []byte("identity")
-	keyLastActive = []byte("lastActive")
-	keyRelays     = []byte("relays")
-	keyPeerRecord = []byte("record")
-)
