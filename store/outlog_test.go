@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 )
@@ -84,4 +85,58 @@ func TestAckDeletesRange(t *testing.T) {
 		t.Fatalf("Ack deleted %d (%v), want 4100", n, err)
 	}
 	check(96)
+}
+
+// corruptOut overwrites message seq of a peer's log with bytes that do not
+// decode.
+func corruptOut(t *testing.T, s *Store, id string, seq uint64) {
+	t.Helper()
+	if err := s.Update(func(tx *Tx) error {
+		b, err := tx.outBucket(id, false)
+		if err != nil {
+			return err
+		}
+		return b.Put(seqKey(seq), []byte("{not json"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Out with a limit reads no further than it returns (a damaged message
+// after the limit is not touched), ForEachPeer reads no log, and reading a
+// damaged message gives ErrCorrupt.
+func TestReadsStopEarly(t *testing.T) {
+	s := open(t, t.TempDir())
+	for _, id := range []string{"p", "q"} {
+		if err := s.Update(func(tx *Tx) error { _, err := appendN(tx, id, 10); return err }); err != nil {
+			t.Fatal(err)
+		}
+		corruptOut(t, s, id, 8)
+	}
+	err := s.View(func(tx *Tx) error {
+		if out, err := tx.Out("p", 3, 5); err != nil || len(out) != 5 || out[4].Seq != 7 {
+			return fmt.Errorf("Out(3, limit 5): %d messages, %v", len(out), err)
+		}
+		n := 0
+		if err := tx.ForEachPeer(func(id string, r PeerRecord) error {
+			n++
+			if r.OutLen != 10 {
+				return fmt.Errorf("%s: OutLen %d", id, r.OutLen)
+			}
+			return nil
+		}); err != nil || n != 2 {
+			return fmt.Errorf("ForEachPeer: %d peers, %v", n, err)
+		}
+		if _, err := tx.Out("p", 0, 0); !errors.Is(err, ErrCorrupt) {
+			return fmt.Errorf("reading the damaged message: %v, want ErrCorrupt", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ack deletes the damaged message without decoding it.
+	if err := s.Update(func(tx *Tx) error { _, err := tx.Ack("p", 10); return err }); err != nil {
+		t.Fatalf("Ack over a damaged message: %v", err)
+	}
 }
