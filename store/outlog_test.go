@@ -87,16 +87,15 @@ func TestAckDeletesRange(t *testing.T) {
 	check(96)
 }
 
-// corruptOut overwrites message seq of a peer's log with bytes that do not
-// decode.
-func corruptOut(t *testing.T, s *Store, id string, seq uint64) {
+// corruptOut overwrites message seq of a peer's log with data.
+func corruptOut(t *testing.T, s *Store, id string, seq uint64, data []byte) {
 	t.Helper()
 	if err := s.Update(func(tx *Tx) error {
 		b, err := tx.outBucket(id, false)
 		if err != nil {
 			return err
 		}
-		return b.Put(seqKey(seq), []byte("{not json"))
+		return b.Put(seqKey(seq), data)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -107,11 +106,12 @@ func corruptOut(t *testing.T, s *Store, id string, seq uint64) {
 // damaged message gives ErrCorrupt.
 func TestReadsStopEarly(t *testing.T) {
 	s := open(t, t.TempDir())
-	for _, id := range []string{"p", "q"} {
+	damaged := map[string][]byte{"p": []byte("{not json"), "q": {outBinary, 0, 5, 'a'}} // JSON, truncated binary
+	for id, data := range damaged {
 		if err := s.Update(func(tx *Tx) error { _, err := appendN(tx, id, 10); return err }); err != nil {
 			t.Fatal(err)
 		}
-		corruptOut(t, s, id, 8)
+		corruptOut(t, s, id, 8, data)
 	}
 	err := s.View(func(tx *Tx) error {
 		if out, err := tx.Out("p", 3, 5); err != nil || len(out) != 5 || out[4].Seq != 7 {
@@ -127,8 +127,10 @@ func TestReadsStopEarly(t *testing.T) {
 		}); err != nil || n != 2 {
 			return fmt.Errorf("ForEachPeer: %d peers, %v", n, err)
 		}
-		if _, err := tx.Out("p", 0, 0); !errors.Is(err, ErrCorrupt) {
-			return fmt.Errorf("reading the damaged message: %v, want ErrCorrupt", err)
+		for id := range damaged {
+			if _, err := tx.Out(id, 0, 0); !errors.Is(err, ErrCorrupt) {
+				return fmt.Errorf("%s: reading the damaged message: %v, want ErrCorrupt", id, err)
+			}
 		}
 		return nil
 	})

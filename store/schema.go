@@ -15,7 +15,8 @@ const SchemaVersion = 3
 //	meta/                 application "ocapnet", schema (8-byte version),
 //	                      identity, lastActive, relays (JSON)
 //	peers/<peer ID>/      record: PeerRecord (JSON)
-//	peers/<peer ID>/out/  <seq>: OutRecord without Seq (JSON)
+//	peers/<peer ID>/out/  <seq>: OutRecord without Seq (binary; JSON if
+//	                      written by schema ≤ 2: see encoding.go)
 //	events/               <id>: the daemon's event, as given
 var (
 	bucketMeta  = []byte("meta")
