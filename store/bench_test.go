@@ -21,37 +21,41 @@ var benchParams = json.RawMessage(`["message","ro-1",{"methargs":{"body":"#[\"he
 func BenchmarkGroupCommit(b *testing.B) {
 	for _, senders := range []int{1, 16, 64} {
 		b.Run(map[int]string{1: "senders=1", 16: "senders=16", 64: "senders=64"}[senders], func(b *testing.B) {
-			s, err := Open(b.TempDir(), Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			work := make(chan struct{}, b.N)
-			for range b.N {
-				work <- struct{}{}
-			}
-			close(work)
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			for range senders {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for range work {
-						if err := s.Update(func(tx *Tx) error {
-							_, err := tx.AppendOut("peer", OutRecord{Method: "deliver", Params: benchParams})
-							return err
-						}); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			s := open(b, b.TempDir())
+			runSenders(b, senders, func(int) error {
+				return s.Update(func(tx *Tx) error {
+					_, err := tx.AppendOut("peer", OutRecord{Method: "deliver", Params: benchParams})
+					return err
+				})
+			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
 		})
 	}
+}
+
+// runSenders calls do(i) for i in [0, b.N) from senders goroutines, with the
+// timer reset after setup.
+func runSenders(b *testing.B, senders int, do func(i int) error) {
+	work := make(chan int, b.N)
+	for i := range b.N {
+		work <- i
+	}
+	close(work)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if err := do(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // BenchmarkRawBoltBatch64: the store's batch limit, raw bbolt appending

@@ -44,29 +44,9 @@ func (s *Store) Events(after uint64, limit int) ([]Event, error) {
 func (s *Store) TrimEvents(upTo uint64) (int, error) {
 	n := 0
 	err := s.Update(func(tx *Tx) error {
-		b := tx.tx.Bucket(bucketEvents)
-		var keys [][]byte
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= upTo; k, _ = c.Next() {
-			keys = append(keys, append([]byte(nil), k...))
-		}
-		for _, k := range keys {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		n = len(keys)
-		return nil
+		var err error
+		n, err = deleteRange(tx.tx.Bucket(bucketEvents), 0, upTo)
+		return err
 	})
 	return n, err
-}
-
-// LastEventID returns the ID of the newest event ever appended (0: none).
-func (s *Store) LastEventID() (uint64, error) {
-	var id uint64
-	err := s.View(func(tx *Tx) error {
-		id = tx.tx.Bucket(bucketEvents).Sequence()
-		return nil
-	})
-	return id, err
 }

@@ -3,14 +3,42 @@
 // peer the location hints, the outbound log with its sequence state, the
 // inbound delivery state and the last seen incarnation.
 //
+// Where things are: the group commit (Update) is in commit.go, the file
+// layout and its migrations in schema.go, and each kind of record in its own
+// file: identity.go, lastactive.go, peer.go (PeerRecord), outlog.go (the
+// outbound log: AppendOut writes an outbound message, Ack deletes
+// acknowledged ones), parked.go (give-ups: ParkOut, UnparkOut,
+// DiscardParked), relaypool.go, events.go (the daemon's event log), and
+// encoding.go (how records are encoded).
+//
+// # Durability
+//
 // Writes go through Update, which group-commits: one writer goroutine runs
-// every queued update of every caller in one bbolt transaction, so a burst of
-// concurrent writers shares one pair of fdatasyncs instead of paying one
-// each. Update returns only once its changes are durable.
+// every queued update of every caller in one bbolt transaction, so a burst
+// of concurrent writers shares one commit instead of paying one each. A
+// bbolt commit writes the changed pages and fdatasyncs the file, then writes
+// the meta page and fdatasyncs again (and fsyncs when the file grows). The
+// contract:
+//
+//   - Update returns nil only after its changes are on disk: a crash (kill
+//     -9, power loss) after that loses nothing it wrote.
+//   - A batch commits atomically: after a crash, an Update that had not
+//     returned is either entirely applied, with the rest of its batch, or
+//     not at all. Nothing half-written is ever read back.
+//   - An Update that returns an error applied nothing. If its function
+//     failed or panicked, the rest of its batch committed without it; if
+//     the commit failed (ErrStorage: disk full, I/O error), the whole batch
+//     applied nothing, and everything committed before is intact.
+//   - Open's migration, AppendEvent and TrimEvents commit the same way. View
+//     never writes. Close waits for queued updates to commit.
+//
+// This assumes a disk that honours fdatasync (no volatile write cache that
+// lies about flushes).
 //
 // One process at a time may open a data directory: a second Open gets
 // ErrLocked naming the directory. A file that is not an ocapnet database
-// gets ErrForeign or ErrCorrupt, never a panic.
+// gets ErrForeign or ErrCorrupt, never a panic, and so does a damaged record
+// when it is read.
 //
 // Test binaries built with the tag ocapnet_nosync skip every fsync (to show
 // that the power-loss test in package node detects the loss); any other
@@ -18,7 +46,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -32,9 +59,6 @@ import (
 
 // FileName is the database file inside the data directory.
 const FileName = "ocapnet.db"
-
-// SchemaVersion is the layout version this code reads and writes.
-const SchemaVersion = 2
 
 var (
 	// ErrLocked: another process has the data directory open.
@@ -50,21 +74,12 @@ var (
 	ErrStorage = errors.New("storage write failed")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrInvalidOptions: Open was given options that make no sense.
+	ErrInvalidOptions = errors.New("invalid store options")
 )
 
-var (
-	bucketMeta  = []byte("meta")
-	bucketPeers = []byte("peers")
-	bucketOut   = []byte("out")
-	// bucketEvents is the peer daemon's durable event log (schema 2).
-	bucketEvents = []byte("events")
-
-	keySchema      = []byte("schema")
-	keyApplication = []byte("application")
-	appName        = []byte("ocapnet")
-)
-
-// Options configures Open. The zero value uses the defaults.
+// Options configures Open. A zero field means its default; a negative one
+// is refused with ErrInvalidOptions.
 type Options struct {
 	// LockTimeout is how long Open waits for another process to release
 	// the directory. Default 200 ms.
@@ -73,50 +88,42 @@ type Options struct {
 	MaxBatch int
 }
 
+// withDefaults validates o and fills in the defaults.
+func (o Options) withDefaults() (Options, error) {
+	if o.LockTimeout < 0 {
+		return o, fmt.Errorf("store: %w: LockTimeout %v < 0", ErrInvalidOptions, o.LockTimeout)
+	}
+	if o.MaxBatch < 0 {
+		return o, fmt.Errorf("store: %w: MaxBatch %d < 0", ErrInvalidOptions, o.MaxBatch)
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = 200 * time.Millisecond
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 1024
+	}
+	return o, nil
+}
+
 // Store is an open data directory.
 type Store struct {
 	db   *bolt.DB
 	dir  string
 	opts Options
 
-	mu      sync.Mutex
-	pending []*update
+	mu      sync.Mutex // guards pending and closed
+	pending []*update  // queued updates, in arrival order
 	closed  bool
-	wake    chan struct{}
-	done    chan struct{}
-}
 
-type update struct {
-	fn   func(*Tx) error
-	err  error
-	done chan struct{}
-}
-
-// migrations[v] upgrades a database from schema version v to v+1. Version 0
-// is an empty (new) file.
-var migrations = []func(*bolt.Tx) error{
-	0: func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketPeers} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		return nil
-	},
-	1: func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketEvents)
-		return err
-	},
+	wake chan struct{} // cap 1: tells commitLoop there is work or a close
+	done chan struct{} // closed when commitLoop has returned
 }
 
 // Open opens (creating if needed) the database in dir, creating dir with
 // mode 0700 if it does not exist.
 func Open(dir string, opts Options) (s *Store, err error) {
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = 200 * time.Millisecond
-	}
-	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 1024
+	if opts, err = opts.withDefaults(); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: data directory %s: %w", dir, err)
@@ -152,49 +159,6 @@ func Open(dir string, opts Options) (s *Store, err error) {
 	return s, nil
 }
 
-// migrate checks the file is ours and brings it to SchemaVersion.
-func migrate(db *bolt.DB, path string) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("store: %s: %w (%v)", path, ErrCorrupt, r)
-		}
-	}()
-	return db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			empty := true
-			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
-			if !empty {
-				return fmt.Errorf("store: %s: %w (no ocapnet metadata)", path, ErrForeign)
-			}
-			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
-				return err
-			}
-			if err := meta.Put(keyApplication, appName); err != nil {
-				return err
-			}
-		} else if string(meta.Get(keyApplication)) != string(appName) {
-			return fmt.Errorf("store: %s: %w (application %q)", path, ErrForeign, meta.Get(keyApplication))
-		}
-		version := uint64(0)
-		if v := meta.Get(keySchema); v != nil {
-			if len(v) != 8 {
-				return fmt.Errorf("store: %s: %w (bad schema version)", path, ErrCorrupt)
-			}
-			version = binary.BigEndian.Uint64(v)
-		}
-		if version > SchemaVersion {
-			return fmt.Errorf("store: %s: %w (schema %d, this build reads up to %d)", path, ErrTooNew, version, SchemaVersion)
-		}
-		for ; version < SchemaVersion; version++ {
-			if err := migrations[version](tx); err != nil {
-				return fmt.Errorf("store: migrating %s from schema %d: %w", path, version, err)
-			}
-		}
-		return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, SchemaVersion))
-	})
-}
-
 // Dir returns the data directory.
 func (s *Store) Dir() string { return s.dir }
 
@@ -216,85 +180,9 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// Update runs fn in a read-write transaction shared with other concurrent
-// updates (group commit) and returns once the transaction is durable. If fn
-// returns an error, its changes are discarded and the others still commit.
-// fn may run more than once (when another update in its batch fails) and
-// must only communicate through its return value and variables it resets on
-// each run.
-func (s *Store) Update(fn func(*Tx) error) error {
-	u := &update{fn: fn, done: make(chan struct{})}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrClosed
-	}
-	s.pending = append(s.pending, u)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	<-u.done
-	return u.err
-}
-
-// View runs fn in a read-only transaction.
+// View runs fn in a read-only transaction, on the caller's goroutine (a
+// panic in fn is the caller's own). Views run concurrently with each other
+// and with the commit.
 func (s *Store) View(fn func(*Tx) error) error {
 	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
-}
-
-// commitLoop is the single writer: it commits everything queued in one
-// transaction, then the next batch. While a commit runs, new updates queue
-// up, so batches grow with load and there is no added delay when idle.
-func (s *Store) commitLoop() {
-	defer close(s.done)
-	for {
-		s.mu.Lock()
-		if len(s.pending) == 0 {
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return
-			}
-			<-s.wake
-			continue
-		}
-		n := min(len(s.pending), s.opts.MaxBatch)
-		batch := s.pending[:n:n]
-		s.pending = s.pending[n:]
-		s.mu.Unlock()
-		s.commit(batch)
-	}
-}
-
-// commit commits batch; an update whose fn fails is taken out and the rest
-// is retried, as bbolt's DB.Batch does.
-func (s *Store) commit(batch []*update) {
-	for len(batch) > 0 {
-		failed := -1
-		err := s.db.Update(func(btx *bolt.Tx) error {
-			tx := &Tx{tx: btx}
-			for i, u := range batch {
-				if err := u.fn(tx); err != nil {
-					failed, u.err = i, err
-					return err
-				}
-			}
-			return tx.flush()
-		})
-		if failed >= 0 {
-			close(batch[failed].done)
-			batch = append(batch[:failed:failed], batch[failed+1:]...)
-			continue
-		}
-		if err != nil {
-			err = fmt.Errorf("%w: %v", ErrStorage, err)
-		}
-		for _, u := range batch {
-			u.err = err
-			close(u.done)
-		}
-		return
-	}
 }
