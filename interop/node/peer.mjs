@@ -58,7 +58,14 @@ function parseArgs (argv) {
   return o
 }
 
-const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+// OCAPNET_JS_TRACE=1 copies every event to stderr with a timestamp (the Go
+// tests print stderr when they fail).
+const trace = process.env.OCAPNET_JS_TRACE === '1'
+const out = (obj) => {
+  const line = JSON.stringify(obj)
+  process.stdout.write(line + '\n')
+  if (trace) process.stderr.write(new Date().toISOString() + ' ' + line + '\n')
+}
 const opts = parseArgs(process.argv.slice(2))
 const enc = new TextEncoder()
 const dec = new TextDecoder()

@@ -147,6 +147,7 @@ export async function startUpstream ({ node, cfg, state, save, out, knownRelays 
         readLoops: 0, // read loops started (one per registerChannel: W21)
         connectionLosses: 0, // handleConnectionLoss calls that cleared/reconnected
         reconnectAttempts: 0,
+        reconnectRefused: 0, // reconnection attempts refused by the connection-rate limit
         sendErrors: {}, // sendRemoteMessage rejections by error name
         // kernel
         accepted: 0, // sequenced commands given a seq
@@ -523,7 +524,11 @@ export async function startUpstream ({ node, cfg, state, save, out, knownRelays 
         return
       } catch (e) {
         if (signal.aborted) { r.reconnecting = false; return }
-        if (e instanceof ResourceLimitError && e.data?.limitType === 'connectionRate') { r.attempt--; continue }
+        if (e instanceof ResourceLimitError && e.data?.limitType === 'connectionRate') {
+          count(id).reconnectRefused++
+          r.attempt--
+          continue
+        }
         if (e instanceof ResourceLimitError && e.data?.limitType === 'connection') continue
         if (!isRetryableNetworkError(e)) {
           out({ event: 'reconnectGaveUp', peer: id, error: String(e?.message), name: e?.name })
