@@ -346,11 +346,19 @@ func TestUpstreamColdBurstBothWays(t *testing.T) {
 	if c.n("received") != n {
 		t.Errorf("Go→JS: %d of %d delivered", c.n("received"), n)
 	}
-	if v.distinct != accepted || c.n("gaveUp") != 0 {
-		t.Errorf("JS→Go: %d of %d accepted delivered, the JS peer gave up on %d", v.distinct, accepted, c.n("gaveUp"))
+	checkJSToGo(t, "in the cold burst", v, c, accepted, 0)
+}
+
+// checkJSToGo checks that want messages of the JS peer reached the Go node,
+// that the JS peer gave up on none, and that the Go node skipped none (after
+// seq after) without a Gap event.
+func checkJSToGo(t *testing.T, what string, v goView, c jsCounts, want int, after uint64) {
+	t.Helper()
+	if v.distinct != want || c.n("gaveUp") != 0 {
+		t.Errorf("JS→Go %s: %d of %d delivered, the JS peer gave up on %d", what, v.distinct, want, c.n("gaveUp"))
 	}
-	if s := v.silentSkips(0); len(s) > 0 {
-		t.Errorf("JS→Go: %d seqs skipped without a Gap event (first %d)", len(s), s[0])
+	if s := v.silentSkips(after); len(s) > 0 {
+		t.Errorf("JS→Go %s: %d seqs skipped without a Gap event (first %d)", what, len(s), s[0])
 	}
 }
 
@@ -396,12 +404,7 @@ func TestUpstreamGoRestartWithFullJSWindow(t *testing.T) {
 	result(t, "go-restart-full-js-window", "JS→Go delivered %d/%d after the restart (Go down %v); duplicates at the Go application %d; Go events: gaps %v, given up %d, restarts %d; JS gave up %d; JS dials: %d past its rate limit, %d refused by it; recovery %s",
 		v.distinct, n, restarted.Sub(stopped).Round(100*time.Millisecond), v.dups, v.gaps, v.gaveUp, v.restarts, c.n("gaveUp"), c.n("connAttempts"), c.n("connRefused"), recovery)
 	t.Logf("JS about Go: %s\nGo about JS: %s; Go dropped %d malformed frames", c.summary(), v, strings.Count(g2.logText(), "malformed frame dropped"))
-	if v.distinct != n || c.n("gaveUp") != 0 {
-		t.Errorf("JS→Go after the Go restart: %d of %d delivered, the JS peer gave up on %d", v.distinct, n, c.n("gaveUp"))
-	}
-	if s := v.silentSkips(1); len(s) > 0 {
-		t.Errorf("JS→Go: %d seqs skipped without a Gap event (first %d)", len(s), s[0])
-	}
+	checkJSToGo(t, "after the Go restart", v, c, n, 1)
 }
 
 // (b') Restart of the JS side (SIGKILL, same state file) while the Go side
