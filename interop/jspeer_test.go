@@ -225,6 +225,9 @@ func startGoDir(t *testing.T, dir string, listen []string, relays ...string) *go
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		n.Stop(ctx)
+		if t.Failed() && os.Getenv("INTEROP_DEBUG") != "" {
+			t.Logf("Go node %s log:\n%s", g.PeerID(), g.logText())
+		}
 	})
 	return g
 }
