@@ -182,6 +182,13 @@ type goNode struct {
 
 func startGo(t *testing.T, listen []string, relays ...string) *goNode {
 	t.Helper()
+	return startGoDir(t, t.TempDir(), listen, relays...)
+}
+
+// startGoDir starts a Go node on the data directory dir (a restart when dir
+// was used before).
+func startGoDir(t *testing.T, dir string, listen []string, relays ...string) *goNode {
+	t.Helper()
 	g := &goNode{logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, reg: prometheus.NewRegistry()}
 	level := slog.LevelInfo
 	if os.Getenv("INTEROP_DEBUG") != "" {
@@ -189,7 +196,7 @@ func startGo(t *testing.T, listen []string, relays ...string) *goNode {
 	}
 	log := slog.New(slog.NewTextHandler(&lockedWriter{mu: g.logMu, w: g.logs}, &slog.HandlerOptions{Level: level}))
 	n, err := node.Start(context.Background(), node.Options{
-		Dir:        t.TempDir(),
+		Dir:        dir,
 		AckTimeout: time.Second,
 		Logger:     log,
 		Transport: transport.Config{ListenAddrs: listen, Relays: relays, ReconnectBaseDelay: 50 * time.Millisecond,
@@ -218,6 +225,9 @@ func startGo(t *testing.T, listen []string, relays ...string) *goNode {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		n.Stop(ctx)
+		if t.Failed() && os.Getenv("INTEROP_DEBUG") != "" {
+			t.Logf("Go node %s log:\n%s", g.PeerID(), g.logText())
+		}
 	})
 	return g
 }

@@ -4,6 +4,12 @@
 // JSON lines on stdout, like `ocapnet peer --stdio`.
 //
 //   node peer.mjs --seed HEX [--state FILE] [--listen MA]... [--reserve RELAY_MA]... [--relay-server]
+//                 [--upstream [--time-scale F] [--up-NAME N]...]
+//
+// --upstream (or OCAPNET_JS_UPSTREAM=1) switches to the upstream-behaviour
+// mode of upstream.mjs: the documented behaviour of the real JavaScript
+// ocap-kernel, weaknesses included (docs/INTEROP.md). Without it the peer is
+// the well-behaved one described here.
 //
 // Wire: protocol "whatever"; varint length-prefixed UTF-8 JSON frames
 // (lpStream, maxDataLength 1 MiB); a handshake/handshakeAck exchange carrying
@@ -27,6 +33,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { randomUUID } from 'node:crypto'
 import fs from 'node:fs'
 import readline from 'node:readline'
+import { envelope, isHandshake } from './wire.mjs'
 
 const PROTOCOL = 'whatever'
 const MAX_SIZE = 1024 * 1024
@@ -34,10 +41,13 @@ const ACK_DELAY_MS = 50
 const ACK_TIMEOUT_MS = 1000
 
 function parseArgs (argv) {
-  const o = { listen: [], reserve: [], relayServer: false, state: '', seed: '' }
+  const o = { listen: [], reserve: [], relayServer: false, state: '', seed: '', upstream: process.env.OCAPNET_JS_UPSTREAM === '1', timeScale: 1, up: {} }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '--seed') o.seed = argv[++i]
+    else if (a === '--upstream') o.upstream = true
+    else if (a === '--time-scale') o.timeScale = Number(argv[++i])
+    else if (a.startsWith('--up-')) o.up[a.slice(5)] = Number(argv[++i])
     else if (a === '--state') o.state = argv[++i]
     else if (a === '--listen') o.listen.push(argv[++i])
     else if (a === '--reserve') o.reserve.push(argv[++i])
@@ -48,7 +58,14 @@ function parseArgs (argv) {
   return o
 }
 
-const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+// OCAPNET_JS_TRACE=1 copies every event to stderr with a timestamp (the Go
+// tests print stderr when they fail).
+const trace = process.env.OCAPNET_JS_TRACE === '1'
+const out = (obj) => {
+  const line = JSON.stringify(obj)
+  process.stdout.write(line + '\n')
+  if (trace) process.stderr.write(new Date().toISOString() + ' ' + line + '\n')
+}
 const opts = parseArgs(process.argv.slice(2))
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -117,11 +134,15 @@ function onHandshakeIncarnation (id, inc) {
   save()
 }
 
-function isHandshake (m, method) {
-  return m !== null && typeof m === 'object' && m.method === method && typeof m?.params?.incarnationId === 'string'
+// Upstream-behaviour mode: upstream.mjs registers its own protocol handler
+// and serves the control commands.
+let upstream = null
+if (opts.upstream) {
+  const { startUpstream, upstreamConfig } = await import('./upstream.mjs')
+  upstream = await startUpstream({ node, cfg: upstreamConfig(opts.timeScale, opts.up), state, save, out, knownRelays: opts.reserve })
 }
 
-await node.handle(PROTOCOL, async (stream, connection) => {
+if (!upstream) await node.handle(PROTOCOL, async (stream, connection) => {
   const id = connection.remotePeer.toString()
   const lp = lpStream(stream, { maxDataLength: MAX_SIZE })
   try {
@@ -239,11 +260,7 @@ async function flushWindow (id) {
 async function send (id, method, params) {
   const r = remote(id)
   const seq = ++r.nextSendSeq
-  const env = { seq }
-  if (r.highestReceivedSeq > 0) env.ack = r.highestReceivedSeq
-  env.method = method
-  if (params !== undefined) env.params = params
-  const text = JSON.stringify(env)
+  const text = envelope(seq, r.highestReceivedSeq, method, params)
   r.pending[seq] = text
   save()
   clearTimeout(ackTimers.get(id)); ackTimers.delete(id) // piggybacked
@@ -278,6 +295,10 @@ rl.on('line', async (line) => {
   let req
   try { req = JSON.parse(line) } catch (err) { out({ event: 'error', error: 'malformed JSON: ' + err.message }); return }
   try {
+    if (upstream) {
+      await upstream.op(req)
+      return
+    }
     if (req.to) {
       const r = remote(req.to)
       for (const h of req.hints ?? []) if (!r.hints.includes(h)) r.hints.push(h)
@@ -317,4 +338,8 @@ if (opts.reserve.length > 0) {
   while (Date.now() < deadline && !node.getMultiaddrs().some(a => String(a).includes('p2p-circuit'))) await new Promise(r => setTimeout(r, 50))
   out({ event: 'reserved', addrs: node.getMultiaddrs().map(String) })
 }
-process.on('SIGTERM', async () => { await node.stop(); process.exit(0) })
+process.on('SIGTERM', async () => {
+  if (upstream) await upstream.stop()
+  else await node.stop()
+  process.exit(0)
+})
