@@ -449,10 +449,26 @@ func TestUpstreamJSRestartWithFullGoWindow(t *testing.T) {
 // goReportsStalledPeer reports whether the Go node has told the application
 // that p takes messages (its transport keeps reading them) but never
 // acknowledges them: what an upstream peer does after closeConnection
-// (reference §5.9, W10). Scenario (c) is complete once package node has
-// such an event; check for it here.
+// (reference §5.9, W10). It waits for the node.Stalled event (StallRounds
+// ack timeouts: 1 + 2 + 4 s with the test's 1 s ack timeout).
 func goReportsStalledPeer(g *goNode, p peer.ID) error {
-	return fmt.Errorf("not implemented: package node has no event for a stalled peer (messages written, never acknowledged, for ever); add one (the lead's item) and check here that it was reported for %s", p)
+	stalled := func() *node.Stalled {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for _, e := range g.events {
+			if s, ok := e.(node.Stalled); ok && s.Peer == p {
+				return &s
+			}
+		}
+		return nil
+	}
+	if ok, _ := poll(20*time.Second, func() bool { return stalled() != nil }); !ok {
+		return fmt.Errorf("no node.Stalled event for %s within 20 s", p)
+	}
+	if s := stalled(); s.Unacked == 0 {
+		return fmt.Errorf("node.Stalled for %s says nothing is unacknowledged: %+v", p, *s)
+	}
+	return nil
 }
 
 // (c) JS silent close: the JS peer calls closeConnection (it sends nothing,

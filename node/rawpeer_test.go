@@ -159,6 +159,35 @@ func TestGapHeldThenFilledOrAccepted(t *testing.T) {
 	})
 }
 
+// A sender that resends its whole window after a gap (upstream's
+// go-back-N after its give-up) gets the gap accepted after GapTolerance
+// rounds: the lowest frame after the gap is what counts.
+func TestGapAcceptedAfterWindowRounds(t *testing.T) {
+	n := start(t, fastOptions(t.TempDir()))
+	r := startRaw(t, identity.Seed{0x5c})
+	r.send(t, n, env(1))
+	for round := 1; round <= 3; round++ {
+		for _, s := range []int{5, 6, 7} {
+			r.send(t, n, env(s))
+		}
+		if round < 3 {
+			time.Sleep(50 * time.Millisecond) // the sender's pacing between rounds, not a wait for a condition
+			if len(n.rec.messages()) != 1 {
+				t.Fatalf("round %d: the gap was accepted too early: %+v", round, n.rec.messages())
+			}
+		}
+	}
+	waitFor(t, 5*time.Second, "deliveries after the gap", func() bool { return len(n.rec.messages()) == 4 })
+	if g := eventsOf[Gap](n.rec); len(g) != 1 || g[0].From != 2 || g[0].To != 4 {
+		t.Fatalf("gap events: %+v", g)
+	}
+	for i, want := range []uint64{1, 5, 6, 7} {
+		if m := n.rec.messages()[i]; m.Seq != want {
+			t.Fatalf("delivery %d: seq %d, want %d", i, m.Seq, want)
+		}
+	}
+}
+
 // After a crash, messages in (Delivered, Intent] come again marked as
 // redeliveries; later ones are not marked.
 func TestRedeliveryMarkedAfterCrash(t *testing.T) {

@@ -57,10 +57,19 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 		n.mu.Unlock()
 		return
 	case e.Seq > expected:
-		if p.gapExpected == expected && p.gapSeq == e.Seq {
-			p.gapCount++
-		} else {
+		// Receptions of the lowest frame after the gap are counted: a
+		// sender that resends its whole window (upstream, §2.6) sends that
+		// frame once per round, followed by higher ones, which do not count
+		// (counting only a frame that repeats on its own would never reach
+		// the tolerance for a window of two or more).
+		switch {
+		case p.gapExpected != expected || e.Seq < p.gapSeq:
 			p.gapExpected, p.gapSeq, p.gapCount = expected, e.Seq, 1
+		case e.Seq == p.gapSeq:
+			p.gapCount++
+		default:
+			n.mu.Unlock()
+			return // a higher frame of the same round
 		}
 		if p.gapCount < n.opts.GapTolerance {
 			n.mu.Unlock()
