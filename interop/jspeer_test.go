@@ -200,7 +200,10 @@ func startGoDir(t *testing.T, dir string, listen []string, relays ...string) *go
 		AckTimeout: time.Second,
 		Logger:     log,
 		Transport: transport.Config{ListenAddrs: listen, Relays: relays, ReconnectBaseDelay: 50 * time.Millisecond,
-			ReconnectMaxDelay: 500 * time.Millisecond, WakeInterval: -1, Metrics: g.reg},
+			ReconnectMaxDelay: 500 * time.Millisecond, WakeInterval: -1, Metrics: g.reg,
+			// The upstream-mode peers run their timers at upstreamScale; so
+			// does our pacing of dials to them (default 6 s).
+			LegacyDialInterval: time.Duration(float64(6*time.Second) * upstreamScale)},
 	}, node.Handler{
 		OnMessage: func(m node.Message) error {
 			g.mu.Lock()

@@ -32,6 +32,8 @@ type channel struct {
 	features    []string
 	incarnation string
 	loser       bool         // replaced by a simultaneous channel; read to its end (guarded by mu)
+	lingering   bool         // a replaced channel of a legacy peer, kept open (legacy.go; guarded by mu)
+	resetByUs   bool         // we reset it on purpose (legacy.go; guarded by mu)
 	gen         uint64       // generation, unique per transport, set when registered (guarded by mu)
 	nextProbe   time.Time    // when the liveness loop probes this channel next (guarded by mu)
 	probing     bool         // a liveness probe runs (guarded by mu)
@@ -135,8 +137,12 @@ func (t *Transport) register(ch *channel) (registered bool, err error) {
 	}
 	if old != nil {
 		t.log.Debug("two channels to one peer: the new one replaces the old", "peer", p.id, "newOutbound", ch.outbound, "new", ch.s.ID(), "old", old.s.ID())
-		old.loser = true
-		t.gateCloseLocked(p)
+		if old.isLegacy() {
+			t.lingerLocked(p, old)
+		} else {
+			old.loser = true
+			t.gateCloseLocked(p)
+		}
 	} else {
 		t.log.Debug("channel registered", "peer", p.id, "stream", ch.s.ID(), "outbound", ch.outbound, "gen", ch.gen)
 		t.channels++
@@ -159,7 +165,7 @@ func (t *Transport) register(ch *channel) (registered bool, err error) {
 	p.signalLocked()
 	poke(p.wake)
 	t.h.ConnManager().Protect(p.id, "ocapnet-channel")
-	if old != nil {
+	if old != nil && !old.lingering {
 		// Stop writing to the replaced channel once any write in progress
 		// ends; its reader keeps delivering until the peer's end closes.
 		// (Every registered channel has its handshake done: an inbound one
@@ -259,6 +265,10 @@ func (t *Transport) readLoop(ch *channel) {
 			t.readEnded(ch, err)
 			return
 		}
+		if strayHandshake(ch, frame) {
+			t.metrics.strayHandshakes.Inc()
+			continue
+		}
 		if p.gateN.Load() != 0 {
 			t.waitGate(ch)
 		}
@@ -297,23 +307,39 @@ func (t *Transport) readEnded(ch *channel, err error) {
 	}
 	t.mu.Lock()
 	t.log.Debug("read loop ended", "peer", p.id, "stream", ch.s.ID(), "loser", ch.loser, "err", err)
+	if ch.lingering {
+		p.unlingerLocked(ch)
+		if !ch.resetByUs {
+			t.promptLocked(p)
+		}
+		t.mu.Unlock()
+		_ = ch.s.Close()
+		return
+	}
 	if ch.loser {
 		t.gateReleaseLocked(p)
 		t.mu.Unlock()
 		_ = ch.s.Close()
 		return
 	}
+	prompt := p.ch == ch && ch.isLegacy() && !ch.resetByUs
 	if err == io.EOF {
 		// The peer closed its side cleanly. Close ours gracefully too
 		// (no reset): frames we already wrote must still reach it, for
 		// example when it stopped writing on a stream that lost a
 		// simultaneous dial before we learnt of the winner.
 		t.forgetChannelLocked(ch, fmt.Errorf("channel to %s closed by the peer", p.id))
+		if prompt {
+			t.promptLocked(p)
+		}
 		t.mu.Unlock()
 		_ = ch.s.Close()
 		return
 	}
 	t.forgetChannelLocked(ch, err)
+	if prompt {
+		t.promptLocked(p)
+	}
 	t.mu.Unlock()
 	_ = ch.s.Reset()
 }

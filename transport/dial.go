@@ -47,6 +47,7 @@ func (t *Transport) connect(p *peerState) {
 		case attempt > 1:
 			wait = t.policy.Delay(attempt - 1)
 		}
+		wait = max(wait, t.legacyDialWaitLocked(p))
 		p.nextRetry = t.opts.Now().Add(wait)
 		switch {
 		case p.failed:
@@ -205,6 +206,7 @@ func (t *Transport) dial(p *peerState) (registered bool, err error) {
 	}
 	t.mu.Lock()
 	hints := slices.Clone(p.hints)
+	p.lastDial = time.Now()
 	t.mu.Unlock()
 	addrs, relays := t.candidates(p, hints)
 	if sw, ok := t.h.Network().(*swarm.Swarm); ok {

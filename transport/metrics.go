@@ -14,6 +14,8 @@ type metrics struct {
 	evictions         prometheus.Counter
 	admissionRefused  prometheus.Counter
 	rateRefused       prometheus.Counter
+	strayHandshakes   prometheus.Counter
+	legacyRefreshes   prometheus.Counter
 	attempts          prometheus.Counter
 	giveUps           *prometheus.CounterVec
 	oversize          prometheus.Counter
@@ -34,13 +36,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		evictions:         prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_evictions_total", Help: "Channels closed to make room for a newcomer at the connection limit."}),
 		admissionRefused:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_admission_refusals_total", Help: "Channels refused at the connection limit (no channel could make room)."}),
 		rateRefused:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_rate_refusals_total", Help: "Inbound connections and handshakes refused by the per-address rates or the handshake bound."}),
+		strayHandshakes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_stray_handshakes_total", Help: "Extra handshake frames on an established stream (a JavaScript peer's concurrent sends, W8), dropped."}),
+		legacyRefreshes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_legacy_refreshes_total", Help: "Fresh channels asked for to a JavaScript peer one of whose streams ended (it then forgets its registered channel, W9)."}),
 		attempts:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_connection_attempts_total", Help: "Connection and reconnection attempts."}),
 		giveUps:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocapnet_transport_giveups_total", Help: "Links that ended: closed here, closed by the peer, retries exhausted, fatal errors."}, []string{"reason"}),
 		oversize:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_oversize_frames_total", Help: "Inbound frames over the size limit (the channel was closed)."}),
 		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_handshake_failures_total", Help: "Failed or rejected handshakes."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probesFailed, m.probesLocal, m.probesDeferred, m.evictions, m.admissionRefused, m.rateRefused, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probesFailed, m.probesLocal, m.probesDeferred, m.evictions, m.admissionRefused, m.rateRefused, m.strayHandshakes, m.legacyRefreshes, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
 	}
 	return m
 }

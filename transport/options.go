@@ -82,6 +82,12 @@ type Config struct {
 	InboundRate  rate.Limit
 	InboundBurst int
 
+	// LegacyDialInterval is the least time between two streams we open to a
+	// peer that does not announce the close feature (a JavaScript kernel):
+	// each new channel it registers costs it one of its own rate-limited
+	// redials (legacy.go). Default 6 s (its limit is 10 dials a minute).
+	LegacyDialInterval time.Duration
+
 	// MaxConnections is the largest number of peers with an open channel.
 	// When it is reached, the least valuable channel makes room for a
 	// newcomer (admission.go). Default 4096. Deviation: upstream's default is
@@ -178,6 +184,7 @@ func (o Options) withDefaults() (Options, error) {
 		"LivenessTimeout": o.LivenessTimeout, "WakeThreshold": o.WakeThreshold,
 		"FailureMinDuration": o.FailureMinDuration, "StalePeerTimeout": o.StalePeerTimeout,
 		"CleanupInterval": o.CleanupInterval, "RelayRedialBase": o.RelayRedialBase, "RelayRedialMax": o.RelayRedialMax,
+		"LegacyDialInterval": o.LegacyDialInterval,
 	} {
 		if d < 0 {
 			return bad("%s is negative (%v)", name, d)
@@ -216,6 +223,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.CleanupInterval, 15*time.Minute)
 	def(&o.RelayRedialBase, 5*time.Second)
 	def(&o.RelayRedialMax, 60*time.Second)
+	def(&o.LegacyDialInterval, 6*time.Second)
 	if o.ReconnectBaseDelay > o.ReconnectMaxDelay {
 		return bad("ReconnectBaseDelay %v is above ReconnectMaxDelay %v", o.ReconnectBaseDelay, o.ReconnectMaxDelay)
 	}

@@ -46,6 +46,10 @@ type peerState struct {
 	incarnation  string   // from the last handshake
 	features     []string // from the last handshake
 	lastActive   time.Time
+	lingering    []*channel    // replaced channels of a legacy peer, kept open (legacy.go)
+	promptUntil  time.Time     // a legacy peer whose stream ended is dialled until then (legacy.go)
+	settleUntil  time.Time     // a legacy peer is not dialled before then (legacy.go)
+	lastDial     time.Time     // when we last opened a stream to the peer
 	gate         int           // losing channels still being drained + outbound handshakes in progress
 	gateChanged  chan struct{} // closed (and replaced) whenever the gate or a channel's loser flag changes
 	linkChanged  chan struct{} // closed (and replaced) when a channel is registered or the link ends
@@ -269,7 +273,7 @@ func (t *Transport) RestoreFailed(id peer.ID, since time.Time) {
 
 // needsConnLocked reports whether p should be (re)connected.
 func (t *Transport) needsConnLocked(p *peerState) bool {
-	return p.pinned || p.waiters > 0 || p.wantDial
+	return p.pinned || p.waiters > 0 || p.wantDial || (!p.promptUntil.IsZero() && t.opts.Now().Before(p.promptUntil))
 }
 
 // ensureConnectorLocked starts p's connector goroutine unless it runs, a

@@ -1,0 +1,129 @@
+package transport
+
+import (
+	"bytes"
+	"slices"
+	"time"
+
+	"github.com/ocapnet/ocapnet/wire"
+)
+
+// Channels to peers that do not announce wire.FeatureClose: JavaScript
+// kernels (docs/PROTOCOL.md "Living with the JavaScript transport"). Their
+// transport has weaknesses we must not trigger (reference §10):
+//
+//   - W9: when any of its read loops ends (the stream was closed, reset or
+//     half-closed by us, or aborted after its inactivity timeout), it forgets
+//     whatever channel is registered, without closing it, and can then no
+//     longer write to us until it dials again;
+//   - §5.8: its dials are limited to 10 a minute per peer, so after a few
+//     losses it cannot dial again for up to a minute, while its RemoteHandle
+//     gives up on its window after 40 s;
+//   - W8: when several sends find no channel, each runs a handshake on the
+//     same stream; the extra handshakes time out and close that stream.
+//
+// So, toward such a peer: a replaced channel is never closed or half-closed
+// by us (it lingers, read but never written, until the peer ends it or we
+// dial again); stray handshake frames on an established stream are dropped
+// quietly; and whenever one of its streams ends (not by our doing), the peer
+// has forgotten its registered channel, even if that is the one we still
+// write on. We then reset our streams to it at once (it can no longer write
+// on them; their ends clear nothing more), let the peer settle for a
+// quarter of LegacyDialInterval (at most 1 s), and give it a fresh channel
+// ourselves: inbound streams are not rate limited on its side, and a stream
+// we open carries exactly one handshake. Our dials to it are at most one per
+// LegacyDialInterval.
+const (
+	// maxLingering bounds the replaced streams kept open per peer; past it
+	// the oldest is reset.
+	maxLingering = 2
+	// legacyPromptWindow is how long, after one of its streams ended, a
+	// JavaScript peer is dialled even though nothing else needs it.
+	legacyPromptWindow = time.Minute
+)
+
+// isLegacy reports whether a channel's handshake lacked FeatureClose.
+func (ch *channel) isLegacy() bool { return !slices.Contains(ch.features, wire.FeatureClose) }
+
+// legacyPeerLocked reports whether p's last handshake (if there was one)
+// lacked FeatureClose.
+func (p *peerState) legacyPeerLocked() bool {
+	return p.incarnation != "" && !slices.Contains(p.features, wire.FeatureClose)
+}
+
+// lingerLocked keeps a replaced legacy channel open and read, but never
+// written, and resets the oldest when more than maxLingering linger.
+func (t *Transport) lingerLocked(p *peerState, old *channel) {
+	old.loser = true
+	old.lingering = true
+	p.lingering = append(p.lingering, old)
+	for len(p.lingering) > maxLingering {
+		oldest := p.lingering[0]
+		p.lingering = p.lingering[1:]
+		oldest.resetByUs = true
+		go oldest.s.Reset() // its read loop ends and cleans up
+	}
+}
+
+// unlingerLocked removes ch from p's lingering streams.
+func (p *peerState) unlingerLocked(ch *channel) {
+	if i := slices.Index(p.lingering, ch); i >= 0 {
+		p.lingering = slices.Delete(p.lingering, i, i+1)
+	}
+}
+
+// promptLocked gives a fresh channel to a legacy peer one of whose streams
+// ended (not by our doing), unless the link ended on purpose: our current
+// and lingering streams are reset now, and the peer is dialled after it has
+// settled (legacyDialWaitLocked), for legacyPromptWindow even if nothing
+// else needs it. Caller holds mu.
+func (t *Transport) promptLocked(p *peerState) {
+	if t.stopped || p.closed || p.closedByPeer || !p.legacyPeerLocked() {
+		return
+	}
+	now := time.Now()
+	p.promptUntil = t.opts.Now().Add(legacyPromptWindow)
+	p.settleUntil = now.Add(min(t.opts.LegacyDialInterval/4, time.Second))
+	t.metrics.legacyRefreshes.Inc()
+	old := p.lingering
+	p.lingering = nil
+	if ch := p.ch; ch != nil {
+		t.detachLocked(p)
+		p.lastErr = "the JavaScript peer forgot this channel (one of its streams ended, W9): replaced"
+		old = append(old, ch)
+	}
+	for _, ch := range old {
+		ch.resetByUs = true
+		go ch.s.Reset()
+	}
+	t.ensureConnectorLocked(p)
+}
+
+// legacyDialWaitLocked is how long the connector waits before dialling a
+// legacy peer, so that our dials reach it at most once per
+// LegacyDialInterval (each new channel it registers costs it one of its own
+// redials through W9).
+func (t *Transport) legacyDialWaitLocked(p *peerState) time.Duration {
+	if !p.legacyPeerLocked() {
+		return 0
+	}
+	wait := time.Until(p.settleUntil)
+	if !p.lastDial.IsZero() {
+		wait = max(wait, time.Until(p.lastDial.Add(t.opts.LegacyDialInterval)))
+	}
+	return max(0, wait)
+}
+
+var handshakePrefix = []byte(`{"method":"handshake"`)
+
+// strayHandshake reports whether frame, read on an established channel, is
+// one of the extra handshakes a JavaScript peer writes when several of its
+// sends share one dial (W8). It is dropped quietly: the peer's extra
+// handshake reads time out on their own.
+func strayHandshake(ch *channel, frame []byte) bool {
+	if !ch.isLegacy() || !bytes.HasPrefix(frame, handshakePrefix) {
+		return false
+	}
+	_, err := wire.DecodeHandshake(frame)
+	return err == nil
+}
