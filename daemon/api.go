@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ocapnet/ocapnet/node"
@@ -53,6 +54,8 @@ type apiServer struct {
 	auth  *auth
 	srv   *http.Server
 	done  chan struct{}
+
+	sseClients prometheus.Gauge
 }
 
 func startAPI(d *Daemon) (*apiServer, error) {
@@ -82,6 +85,12 @@ func startAPI(d *Daemon) (*apiServer, error) {
 	}
 	a := &apiServer{d: d, addr: addr, url: scheme + "://" + addr, guard: newGuard(addr, o.APIHosts, tlsConf != nil),
 		auth: newAuth(tok, port, tlsConf != nil), done: make(chan struct{})}
+	a.sseClients = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ocapnet_daemon_event_stream_clients",
+		Help: "Clients connected to the event stream (GET /v1/events)."})
+	if err := d.reg.Register(a.sseClients); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	if err := writeFileAtomic(filepath.Join(dir, AddrFile), []byte(a.url+"\n"), 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("writing %s: %w", filepath.Join(dir, AddrFile), err)

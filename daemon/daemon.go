@@ -104,7 +104,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		return nil, err
 	}
 	if o.API != "" {
-		if d.elog, err = openEventLog(n.Store(), o.EventMaxBytes, o.EventMaxAge, o.Logger); err != nil {
+		if d.elog, err = openEventLog(n.Store(), o.EventMaxBytes, o.EventMaxAge, o.Logger, nil); err != nil {
 			return fail(err)
 		}
 		if d.api, err = startAPI(d); err != nil {

@@ -53,9 +53,11 @@ type segment struct {
 const (
 	headerVersion = 1
 	headerLen     = 9
-	segmentEvents = 256
+	segmentEvents = 64
 	segmentSpan   = time.Minute
 	loadPage      = 512
+	// retainPercent is how full (of its size limit) retention leaves the log.
+	retainPercent = 90
 )
 
 // storedEvent is one event read from the log.
@@ -76,8 +78,12 @@ func decodeStored(e store.Event, fallback time.Time) storedEvent {
 
 // openEventLog loads the log's accounting from the store (one pass over it)
 // and starts the retention loop.
-func openEventLog(st *store.Store, maxBytes int64, maxAge time.Duration, log *slog.Logger) (*eventLog, error) {
-	l := &eventLog{st: st, maxBytes: maxBytes, maxAge: maxAge, log: log, now: time.Now, wake: make(chan struct{}),
+// now is the clock (nil: time.Now).
+func openEventLog(st *store.Store, maxBytes int64, maxAge time.Duration, log *slog.Logger, now func() time.Time) (*eventLog, error) {
+	if now == nil {
+		now = time.Now
+	}
+	l := &eventLog{st: st, maxBytes: maxBytes, maxAge: maxAge, log: log, now: now, wake: make(chan struct{}),
 		trigger: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
 	start := l.now()
 	var after uint64
@@ -309,8 +315,10 @@ func (l *eventLog) retentionLoop() {
 	}
 }
 
-// enforce deletes the oldest segments while the log is over its size, and
-// those whose newest event is over the age limit, then announces the range.
+// enforce deletes the oldest segments while the log is over its size (down
+// to retainFraction of it, so that the next appends do not trim again at
+// once), and those whose newest event is over the age limit, then announces
+// the range.
 func (l *eventLog) enforce() error {
 	l.trimMu.Lock()
 	defer l.trimMu.Unlock()
@@ -320,8 +328,9 @@ func (l *eventLog) enforce() error {
 	var count int
 	var bySize, byAge bool
 	total := l.total
+	over := l.maxBytes > 0 && total > l.maxBytes
 	for _, s := range l.segs {
-		over := l.maxBytes > 0 && total > l.maxBytes
+		over = over && total > l.maxBytes*retainPercent/100
 		old := l.maxAge > 0 && now.Sub(s.newest) > l.maxAge
 		if !over && !old {
 			break

@@ -62,7 +62,7 @@ type Options struct {
 	PeerEventInterval time.Duration
 
 	// SSEBufferBytes bounds what one event-stream client holds in memory
-	// (at least one event). Default 1 MiB; at least 4 KiB.
+	// (at least one event). Default 256 KiB; at least 4 KiB.
 	SSEBufferBytes int
 	// SSEMaxLag is how far (bytes of events that arrived since it
 	// connected) a client may fall behind before it is disconnected with a
@@ -104,7 +104,7 @@ const (
 	DefaultEventMaxBytes     = 64 << 20
 	DefaultEventMaxAge       = 7 * 24 * time.Hour
 	DefaultPeerEventInterval = 30 * time.Second
-	DefaultSSEBufferBytes    = 1 << 20
+	DefaultSSEBufferBytes    = 256 << 10
 	DefaultSSEMaxLag         = 16 << 20
 	DefaultSSEWriteTimeout   = 30 * time.Second
 	DefaultReadyWait         = 5 * time.Second

@@ -37,6 +37,8 @@ func (a *apiServer) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	l := a.d.elog
+	a.sseClients.Inc()
+	defer a.sseClients.Dec()
 	first, head, appended0 := l.position()
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -44,6 +46,10 @@ func (a *apiServer) events(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	o := a.d.opts
+	rc.SetWriteDeadline(time.Now().Add(o.SSEWriteTimeout))
+	if rc.Flush() != nil {
+		return
+	}
 	write := func(f func() error) bool {
 		rc.SetWriteDeadline(time.Now().Add(o.SSEWriteTimeout))
 		err := f()
@@ -85,7 +91,8 @@ func (a *apiServer) events(w http.ResponseWriter, r *http.Request) {
 		}
 		if len(evs) > 0 {
 			ok := write(func() error {
-				for _, e := range evs {
+				for i, e := range evs {
+					evs[i] = storedEvent{} // what is written is not held while the client reads
 					if _, err := fmt.Fprintf(bw, "id: %d\ndata: %s\n\n", e.ID, e.Data); err != nil {
 						return err
 					}
