@@ -140,6 +140,9 @@ func (w *peerWatch) logRepeat(info transport.PeerInfo, x *watched) {
 // the first line and the first reason, and says how many more there are.
 func oneLine(s string) string {
 	s = strings.TrimSpace(s)
+	for _, rep := range [][2]string{{"failed to dial: failed to dial", "failed to dial"}, {"failed to open stream err: ", ""}} {
+		s = strings.ReplaceAll(s, rep[0], rep[1])
+	}
 	lines := strings.Split(s, "\n")
 	out := strings.TrimSpace(lines[0])
 	var more []string

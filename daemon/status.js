@@ -57,7 +57,7 @@ function node (me) {
     ['version', esc(me.version)],
     ['uptime', dur(me.uptimeSeconds) + ` <span class="muted">(since ${esc(new Date(me.startedAt).toLocaleString())})</span>`],
     ['reservations', `${me.relays.filter((r) => r.reserved).length} of ${me.relays.length} relays`],
-    ['addresses', `<details><summary>${me.addrs.length} addresses</summary><div class="mono">${me.addrs.map(esc).join('<br>')}</div></details>`]
+    ['addresses', `<details><summary>${me.addrs.length} address${me.addrs.length === 1 ? '' : 'es'}</summary><div class="mono">${me.addrs.map(esc).join('<br>')}</div></details>`]
   ]
   if (me.events) rows.push(['event log', `events ${me.events.first}–${me.events.last}, ${(me.events.bytes / 1048576).toFixed(1)} MiB`])
   return rows.map(([k, v]) => `<div>${k}</div><div>${v}</div>`).join('')
