@@ -136,7 +136,7 @@ func (d *Daemon) onMessage(m node.Message) error {
 	if !d.ready() {
 		return errors.New("the daemon did not start")
 	}
-	return d.emit(mustJSON(messageEvent{"message", m.From.String(), m.Seq, m.Method, m.Params, m.Redelivery}))
+	return d.emit(messageLine(m.From, m.Seq, m.Method, m.Params, m.Redelivery))
 }
 
 // onEvent translates the node's events, in order, from the node's event
@@ -203,11 +203,11 @@ func (d *Daemon) ackLines(e node.Acknowledged) [][]byte {
 				ids = append(ids, t)
 			}
 		}
-		return [][]byte{mustJSON(cumulativeAck{"acked", e.Peer.String(), e.From, e.To, e.To - e.From + 1, ids})}
+		return [][]byte{mustJSON(cumulativeAck{"acked", peerString(e.Peer), e.From, e.To, e.To - e.From + 1, ids})}
 	}
 	lines := make([][]byte, 0, e.To-e.From+1)
 	for s := e.From; s <= e.To; s++ {
-		lines = append(lines, mustJSON(ackedEvent{"acked", e.Tags[s], e.Peer.String(), s}))
+		lines = append(lines, seqEvent("acked", e.Tags[s], e.Peer, s))
 	}
 	return lines
 }

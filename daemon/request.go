@@ -105,6 +105,15 @@ type member struct {
 // white space (a second object, trailing text) is an error, and so is a
 // field that appears twice.
 func parseObject(b []byte) ([]member, error) {
+	if ms, ok := scanObject(b); ok {
+		return ms, nil
+	}
+	return decodeObject(b)
+}
+
+// decodeObject is parseObject's slow path, with json.Decoder: it finds and
+// names every mistake.
+func decodeObject(b []byte) ([]member, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	tok, err := dec.Token()
 	if err != nil {
@@ -144,6 +153,95 @@ func parseObject(b []byte) ([]member, error) {
 			"%s after the request object: one request per line (or body)", what)
 	}
 	return ms, nil
+}
+
+// scanObject is parseObject's fast path for a valid JSON object without
+// duplicate fields; false sends the caller to the slow path, which says
+// what is wrong.
+func scanObject(b []byte) ([]member, bool) {
+	if !json.Valid(b) {
+		return nil, false
+	}
+	i := skipSpace(b, 0)
+	if b[i] != '{' {
+		return nil, false
+	}
+	var ms []member
+	for i = skipSpace(b, i+1); b[i] != '}'; {
+		kEnd := endOfString(b, i)
+		key, ok := plainString(b[i:kEnd])
+		if !ok {
+			return nil, false // an escaped key: the slow path decodes it
+		}
+		i = skipSpace(b, skipSpace(b, kEnd)+1) // past the colon
+		vEnd := endOfValue(b, i)
+		for _, m := range ms {
+			if m.key == key {
+				return nil, false
+			}
+		}
+		ms = append(ms, member{key, b[i:vEnd]})
+		if i = skipSpace(b, vEnd); b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	return ms, true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// endOfString returns the index after the string that starts at b[i].
+func endOfString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(b)
+}
+
+// endOfValue returns the index after the (valid) value that starts at b[i].
+func endOfValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return endOfString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = endOfString(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	j := i
+	for j < len(b) && !bytes.ContainsRune([]byte(",}] \t\r\n"), rune(b[j])) {
+		j++
+	}
+	return j
+}
+
+// plainString returns a JSON string without escapes as a Go string.
+func plainString(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' || bytes.IndexByte(v, '\\') >= 0 {
+		return "", false
+	}
+	return string(v[1 : len(v)-1]), true
 }
 
 func syntaxError(dec *json.Decoder, err error, what string) error {
@@ -232,6 +330,9 @@ func parseRequest(b []byte, defaultOp string) (request, error) {
 
 func (r *request) setField(key string, val json.RawMessage) error {
 	str := func() (string, error) {
+		if s, ok := plainString(val); ok {
+			return s, nil
+		}
 		var s string
 		if err := json.Unmarshal(val, &s); err != nil {
 			return "", fieldError(key, "want a string, got %s", jsonKind(val))
@@ -244,7 +345,7 @@ func (r *request) setField(key string, val json.RawMessage) error {
 		if err != nil {
 			return err
 		}
-		id, err := peer.Decode(s)
+		id, err := decodePeer(s)
 		if err != nil {
 			return fieldError(key, "invalid peer ID %q: %v", s, err)
 		}

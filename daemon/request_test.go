@@ -1,11 +1,16 @@
 package daemon
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -136,4 +141,56 @@ func orNil(s string) any {
 		return nil
 	}
 	return s
+}
+
+// The fast object scanner agrees with the decoder on valid objects.
+func TestScanObjectMatchesDecoder(t *testing.T) {
+	for _, in := range []string{
+		`{}`, ` { } `, `{"a":1}`, `{"a" : "x\"}{" , "b":[1,{"c":"]"}],"d":{"e":null}}`, `{"op":"send","params":"é ✓ \u00e9"}`,
+		`{"n":-1.5e3,"t":true,"f":false,"z":null}`, "{\n\"a\":\t[ ]\r\n}", `{"a\u0062":1}`, `{"a":1,"a":2}`, `{"a":1} {}`,
+	} {
+		fast, ok := scanObject([]byte(in))
+		slow, err := decodeObject([]byte(in))
+		if !ok {
+			if err == nil && !strings.Contains(in, `\u0062`) {
+				t.Errorf("%q: the scanner gave up on a good object", in)
+			}
+			continue
+		}
+		if err != nil || len(fast) != len(slow) {
+			t.Fatalf("%q: scanner %v, decoder %v %v", in, fast, slow, err)
+		}
+		for i := range fast {
+			if fast[i].key != slow[i].key || strings.TrimSpace(string(fast[i].val)) != strings.TrimSpace(string(slow[i].val)) {
+				t.Errorf("%q: member %d: %q=%s vs %q=%s", in, i, fast[i].key, fast[i].val, slow[i].key, slow[i].val)
+			}
+		}
+	}
+}
+
+// The hand-written per-message events are the JSON of their structs, on one
+// line.
+func TestEventEncoding(t *testing.T) {
+	p, _ := peer.Decode("12D3KooWJBDqsyHQF2MWiCdU4kdqx4zTsSTLRdShg7Ui6CRWB4uc")
+	same := func(got []byte, want any) {
+		t.Helper()
+		var a, b any
+		wb, _ := json.Marshal(want)
+		if err := json.Unmarshal(got, &a); err != nil || bytes.Contains(got, []byte("\n")) {
+			t.Fatalf("%s: %v", got, err)
+		}
+		json.Unmarshal(wb, &b)
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("%s\nwant %s", got, wb)
+		}
+	}
+	for _, id := range []json.RawMessage{nil, json.RawMessage(`"x"`), json.RawMessage("{\n  \"k\": [1, 2]\n}")} {
+		same(seqEvent("sent", id, p, 7), sentAnswer{"sent", id, p.String(), 7})
+		same(seqEvent("acked", id, p, 9), ackedEvent{"acked", id, p.String(), 9})
+	}
+	for _, method := range []string{"deliver", `a "quoted" <b> & é`, "tab\there"} {
+		for _, params := range []json.RawMessage{nil, json.RawMessage("[\n1,\n\"two\"\n]")} {
+			same(messageLine(p, 3, method, params, true), messageEvent{"message", p.String(), 3, method, params, true})
+		}
+	}
 }

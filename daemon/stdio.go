@@ -130,7 +130,7 @@ func (d *Daemon) runJobs(ctx context.Context, jobs []job) {
 			if r.Err != nil {
 				answers = append(answers, d.errorLine(sends[i], r.Err))
 			} else {
-				answers = append(answers, mustJSON(sentAnswer{"sent", reqs[i].ID, reqs[i].To.String(), r.Seq}))
+				answers = append(answers, seqEvent("sent", reqs[i].ID, reqs[i].To, r.Seq))
 			}
 		}
 		t, held := d.releaseAcks(peers, answers)
