@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocapnet/ocapnet/store"
 )
 
 // TestDaemonPerf measures two `ocapnet peer --stdio` processes on loopback:
@@ -25,7 +27,8 @@ import (
 // fdatasync of a small write on the same disk and a loopback TCP round trip.
 // It runs only with OCAPNET_DAEMON_PERF=1 (OCAPNET_DAEMON_PERF_RUNS runs,
 // default 5; OCAPNET_DAEMON_PERF_N round trips per throughput run, default
-// 20000):
+// 20000; OCAPNET_DAEMON_PERF_BIN an ocapnet binary instead of this tree's;
+// OCAPNET_DAEMON_PERF_COMPARE another binary measured in the same runs):
 //
 //	OCAPNET_DAEMON_PERF=1 go test -run TestDaemonPerf -v ./daemon/
 func TestDaemonPerf(t *testing.T) {
@@ -34,38 +37,62 @@ func TestDaemonPerf(t *testing.T) {
 	}
 	runs := envInt("OCAPNET_DAEMON_PERF_RUNS", 5)
 	n := envInt("OCAPNET_DAEMON_PERF_N", 20000)
-	bin := filepath.Join(t.TempDir(), "ocapnet")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/ocapnet").CombinedOutput(); err != nil {
-		t.Fatalf("building ocapnet: %v\n%s", err, out)
+	bin := os.Getenv("OCAPNET_DAEMON_PERF_BIN") // another build to compare with
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "ocapnet")
+		if out, err := exec.Command("go", "build", "-o", bin, "../cmd/ocapnet").CombinedOutput(); err != nil {
+			t.Fatalf("building ocapnet: %v\n%s", err, out)
+		}
 	}
-	var rates, rtts, syncs, loops []float64
+	bins := []string{bin}
+	if other := os.Getenv("OCAPNET_DAEMON_PERF_COMPARE"); other != "" {
+		bins = append(bins, other) // measured in the same runs, interleaved
+	}
+	type series struct{ rates, rtts []float64 }
+	res := make([]series, len(bins))
+	var syncs, loops, commits []float64
 	for r := 0; r < runs; r++ {
-		a, b := startPerfPeer(t, bin), startPerfPeer(t, bin)
-		go b.echo(a.id)
-		rate := a.pipelined(t, b, n, 200)
-		rtt := a.sequential(t, b, 300)
-		a.stop()
-		b.stop()
-		fs, lo := fdatasyncTime(t), loopbackRTT(t)
-		rates, rtts, syncs, loops = append(rates, rate), append(rtts, rtt), append(syncs, fs), append(loops, lo)
-		t.Logf("run %d: %.0f round trips/s with 200 in flight (%.0f messages/s), sequential round trip %.3f ms; fdatasync %.3f ms, loopback RTT %.3f ms",
-			r+1, rate, 2*rate, rtt, fs, lo)
+		for i, b := range bins {
+			rate, rtt := measurePair(t, b, n)
+			res[i].rates, res[i].rtts = append(res[i].rates, rate), append(res[i].rtts, rtt)
+			t.Logf("run %d, %s: %.0f round trips/s with 200 in flight (%.0f messages/s), sequential round trip %.3f ms",
+				r+1, b, rate, 2*rate, rtt)
+		}
+		fs, lo, co := fdatasyncTime(t), loopbackRTT(t), commitTime(t)
+		syncs, loops, commits = append(syncs, fs), append(loops, lo), append(commits, co)
+		t.Logf("run %d: fdatasync %.3f ms, store commit %.3f ms, loopback RTT %.3f ms", r+1, fs, co, lo)
 	}
 	med := func(xs []float64) (m, lo, hi float64) {
 		s := slices.Clone(xs)
 		slices.Sort(s)
 		return s[len(s)/2], s[0], s[len(s)-1]
 	}
-	rm, rl, rh := med(rates)
-	tm, tl, th := med(rtts)
 	fm, fl, fh := med(syncs)
 	lm, ll, lh := med(loops)
-	bound := 2*fm + lm
+	cm, cl, ch := med(commits)
 	t.Logf("median of %d runs (min–max):", runs)
-	t.Logf("  200 in flight: %.0f round trips/s (%.0f–%.0f) = %.0f messages/s delivered (both ways)", rm, rl, rh, 2*rm)
-	t.Logf("  sequential round trip: %.3f ms (%.3f–%.3f)", tm, tl, th)
+	for i, b := range bins {
+		rm, rl, rh := med(res[i].rates)
+		tm, tl, th := med(res[i].rtts)
+		t.Logf("  %s, 200 in flight: %.0f round trips/s (%.0f–%.0f) = %.0f messages/s delivered (both ways)", b, rm, rl, rh, 2*rm)
+		t.Logf("  %s, sequential round trip: %.3f ms (%.3f–%.3f); / (2 fdatasyncs + loopback RTT) = %.2f; / (2 store commits + loopback RTT) = %.2f",
+			b, tm, tl, th, tm/(2*fm+lm), tm/(2*cm+lm))
+	}
 	t.Logf("  fdatasync: %.3f ms (%.3f–%.3f); loopback TCP round trip: %.3f ms (%.3f–%.3f)", fm, fl, fh, lm, ll, lh)
-	t.Logf("  sequential / (2 fdatasyncs + loopback RTT) = %.2f", tm/bound)
+	t.Logf("  store commit (one Update of one small record: bbolt's two fdatasyncs): %.3f ms (%.3f–%.3f)", cm, cl, ch)
+}
+
+// measurePair starts two daemons from bin, B echoing, and measures A's
+// throughput with 200 in flight over n round trips and its median
+// sequential round trip over 300.
+func measurePair(t *testing.T, bin string, n int) (rate, rtt float64) {
+	a, b := startPerfPeer(t, bin), startPerfPeer(t, bin)
+	defer a.stop()
+	defer b.stop()
+	go b.echo(a.id)
+	rate = a.pipelined(t, b, n, 200)
+	rtt = a.sequential(t, b, 300)
+	return rate, rtt
 }
 
 func envInt(name string, def int) int {
@@ -254,6 +281,26 @@ func fdatasyncTime(t *testing.T) float64 {
 		start := time.Now()
 		f.Write(buf)
 		syscall.Fdatasync(int(f.Fd()))
+		d = append(d, float64(time.Since(start).Microseconds())/1000)
+	}
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
+// commitTime is the median time of one store commit (an event appended) in
+// ms.
+func commitTime(t *testing.T) float64 {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var d []float64
+	for i := 0; i < 200; i++ {
+		start := time.Now()
+		if _, err := st.AppendEvent([]byte(`{"event":"x"}`)); err != nil {
+			t.Fatal(err)
+		}
 		d = append(d, float64(time.Since(start).Microseconds())/1000)
 	}
 	slices.Sort(d)
