@@ -101,11 +101,9 @@ func openEventLog(st *store.Store, maxBytes int64, maxAge time.Duration, log *sl
 			break
 		}
 	}
-	last, err := st.LastEventID()
-	if err != nil {
-		return nil, fmt.Errorf("reading the event log: %w", err)
-	}
-	l.head = last
+	// The head is the newest event stored (a log emptied by
+	// acknowledgements learns it again at the next append).
+	l.head = after
 	go l.retentionLoop()
 	l.poke()
 	return l, nil
