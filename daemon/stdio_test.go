@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/ocapnet/ocapnet/internal/testnet"
 	"github.com/ocapnet/ocapnet/internal/testutil"
+	"github.com/ocapnet/ocapnet/node"
 )
 
 // countingReader counts the reads made from it.
@@ -177,4 +180,30 @@ func TestReadyCircuitAndAddrs(t *testing.T) {
 func waitLog(t *testing.T, logs *logBuffer, want string) {
 	t.Helper()
 	testutil.WaitFor(t, 10*time.Second, "log "+want, func() bool { return strings.Contains(logs.String(), want) })
+}
+
+// An acknowledgement that arrives while its send is in flight waits for the
+// send's "sent" line (the network can be faster than the answer).
+func TestAckedAfterSent(t *testing.T) {
+	var buf strings.Builder
+	d := &Daemon{out: newOutWriter(&buf), inflight: map[peer.ID]int{}, held: map[peer.ID][][]byte{}}
+	d.out.open()
+	p, _ := peer.Decode("12D3KooWJBDqsyHQF2MWiCdU4kdqx4zTsSTLRdShg7Ui6CRWB4uc")
+	d.holdAcks([]peer.ID{p})
+	d.onAcked(node.Acknowledged{Peer: p, From: 1, To: 1})
+	if buf.Len() != 0 {
+		t.Fatalf("acked written while its send was in flight: %s", buf.String())
+	}
+	tk, held := d.releaseAcks([]peer.ID{p}, [][]byte{seqEvent("sent", nil, p, 1)})
+	if err := d.publish(tk, held); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"sent"`) || !strings.Contains(lines[1], `"acked"`) {
+		t.Fatalf("output %q", lines)
+	}
+	d.onAcked(node.Acknowledged{Peer: p, From: 2, To: 2}) // nothing in flight: at once
+	if !strings.Contains(buf.String(), `"seq":2`) {
+		t.Fatalf("output %q", buf.String())
+	}
 }
