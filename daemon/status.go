@@ -38,14 +38,11 @@ func Version() string {
 // relay reservations and health (the info op, GET /v1/info, the status
 // page).
 type Info struct {
-	Event         string          `json:"event,omitempty"` // "info" as a stdio answer
+	Ready
+	// Event is "info" as a stdio answer (omitted on GET /v1/info); it
+	// hides the ready line's.
+	Event         string          `json:"event,omitempty"`
 	ID            json.RawMessage `json:"id,omitempty"`
-	PeerID        string          `json:"peerId"`
-	Addrs         []string        `json:"addrs"`
-	Incarnation   string          `json:"incarnationId"`
-	API           string          `json:"api,omitempty"`
-	DataDir       string          `json:"dataDir"`
-	Version       string          `json:"version"`
 	StartedAt     time.Time       `json:"startedAt"`
 	UptimeSeconds int64           `json:"uptimeSeconds"`
 	Relays        []RelayInfo     `json:"relays"`
@@ -65,9 +62,7 @@ type EventLogInfo struct {
 
 // Info returns the node's information.
 func (d *Daemon) Info() Info {
-	r := d.Ready()
-	inf := Info{PeerID: r.PeerID, Addrs: r.Addrs, Incarnation: r.Incarnation, API: r.API, DataDir: r.DataDir, Version: r.Version,
-		StartedAt: d.started.UTC().Round(time.Second), UptimeSeconds: int64(time.Since(d.started) / time.Second),
+	inf := Info{Ready: d.Ready(), StartedAt: d.started.UTC().Round(time.Second), UptimeSeconds: int64(time.Since(d.started) / time.Second),
 		Relays: relayInfos(d.n.Transport().Relays()), Health: d.health()}
 	if d.elog != nil {
 		first, head, _ := d.elog.position()
