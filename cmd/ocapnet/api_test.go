@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ func apiPost(t *testing.T, url, token, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +180,35 @@ func TestPeerAPI(t *testing.T) {
 	out, err = exec.Command(ocapnetBinary(t), "events", "--data", dir).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"eventId":`) {
 		t.Fatalf("ocapnet events: %v %s", err, out)
+	}
+	out, err = exec.Command(ocapnetBinary(t), "peers", "--data", dir, "--json").Output()
+	var peersJSON struct{ Peers []map[string]any }
+	if err != nil || json.Unmarshal(out, &peersJSON) != nil || len(peersJSON.Peers) == 0 || !strings.Contains(string(out), "\n  ") {
+		t.Fatalf("ocapnet peers --json: %v %s", err, out)
+	}
+	out, err = exec.Command(ocapnetBinary(t), "peers", "--data", dir, "--table").Output()
+	if err != nil || !regexp.MustCompile(`(?m)^PEER +STATE +FOR +NEXT RETRY +SENT`).Match(out) || !regexp.MustCompile(bID+` +connected +\S+ +- +2 `).Match(out) {
+		t.Fatalf("ocapnet peers --table: %v\n%s", err, out)
+	}
+	// send --wait: 0 once acknowledged; 3 when not within the timeout.
+	cmd := exec.Command(ocapnetBinary(t), "send", "--to", bID, "--method", "m", "--id", `"w1"`, "--wait", "--timeout", "20s")
+	cmd.Env = append(os.Environ(), "OCAPNET_SEND_DATA="+dir)
+	out, err = cmd.Output()
+	if err != nil || !strings.Contains(string(out), `"event":"acked"`) || !strings.Contains(string(out), `"id":"w1"`) {
+		t.Fatalf("ocapnet send --wait: %v %s", err, out)
+	}
+	dead := "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+	out, err = exec.Command(ocapnetBinary(t), "send", "--data", dir, "--to", dead, "--method", "m", "--hint", "/ip4/127.0.0.1/tcp/1/p2p/"+dead,
+		"--wait", "--timeout", "1s").CombinedOutput()
+	if exitCode(err) != 3 || !strings.Contains(string(out), "not acknowledged within 1s") {
+		t.Fatalf("ocapnet send --wait to an unreachable peer: exit %d %s", exitCode(err), out)
+	}
+	out, err = exec.Command(ocapnetBinary(t), "login", "--data", dir).Output()
+	if err != nil || !regexp.MustCompile(`^http://127\.0\.0\.1:\d+/login\?code=[0-9a-f]{64}\n$`).Match(out) {
+		t.Fatalf("ocapnet login: %v %q", err, out)
+	}
+	if code, _ := apiGet(t, strings.TrimSpace(string(out)), ""); code != 200 {
+		t.Fatalf("following the login link: %d", code)
 	}
 	out, err = exec.Command(ocapnetBinary(t), "peers", "--data", dir, "--token", "wrong").CombinedOutput()
 	if exitCode(err) != 1 || !strings.Contains(string(out), "401") {

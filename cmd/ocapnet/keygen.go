@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -54,33 +52,4 @@ func runKeygen(args []string, stdout, stderr io.Writer) int {
 	}{seed.PeerID().String(), seed.Hex()})
 	fmt.Fprintf(stdout, "%s\n", out)
 	return 0
-}
-
-// newFlagSet returns a flag set that reports errors instead of exiting and
-// prints "usage: ocapnet NAME SYNOPSIS" and the flags on stderr.
-func newFlagSet(name string, stderr io.Writer, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ocapnet %s %s\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args; when it returns done, the command must return
-// code: 0 after -h, 2 after a bad flag or stray arguments (usage printed).
-func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, true
-		}
-		return 2, true
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "ocapnet %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		fs.Usage()
-		return 2, true
-	}
-	return 0, false
 }

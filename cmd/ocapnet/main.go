@@ -1,7 +1,8 @@
 // Command ocapnet is the one binary of ocapnet: key generation, the relay
 // server, the peer daemon and its thin API clients, the demo and the
 // benchmarks. Each subcommand lives in its own file and registers itself in
-// the commands table from an init function.
+// the commands table from an init function; flags.go gives every flag an
+// environment variable and the help output.
 package main
 
 import (
@@ -17,7 +18,8 @@ type command struct {
 	summary string
 	// run executes the subcommand with the arguments after its name. It
 	// returns the process exit code: 0 success, 1 a bad value or runtime
-	// failure, 2 bad usage (unknown flag, missing argument).
+	// failure, 2 bad usage (unknown flag, missing argument); a command may
+	// document more.
 	run func(args []string, stdout, stderr io.Writer) int
 }
 
@@ -37,16 +39,33 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run dispatches to a subcommand and returns the exit code.
+// run dispatches to a subcommand and returns the exit code. Help that was
+// asked for (help, -h, --help, help CMD, CMD --help) goes to stdout; help
+// after a mistake goes to stderr.
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
 		return 2
 	}
 	name := args[0]
-	if name == "-h" || name == "--help" || name == "help" {
+	switch name {
+	case "-h", "-help", "--help":
 		usage(stdout)
 		return 0
+	case "--version", "-version", "-V":
+		return runVersion(nil, stdout, stderr)
+	case "help":
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
+		}
+		c, ok := commands[args[1]]
+		if !ok {
+			fmt.Fprintf(stderr, "ocapnet help: unknown command %q\n\n", args[1])
+			usage(stderr)
+			return 2
+		}
+		return c.run([]string{"-h"}, stdout, stdout)
 	}
 	c, ok := commands[name]
 	if !ok {
@@ -54,11 +73,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
+	if wantsHelp(args[1:]) {
+		return c.run([]string{"-h"}, stdout, stdout)
+	}
 	return c.run(args[1:], stdout, stderr)
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: ocapnet <command> [flags]")
+	fmt.Fprintln(w, "       ocapnet help <command>   (or ocapnet <command> --help)")
+	fmt.Fprintln(w, "       ocapnet --version")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "commands:")
 	names := make([]string, 0, len(commands))
@@ -70,5 +94,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'ocapnet <command> -h' for the flags of a command.")
+	fmt.Fprintln(w, "Every flag can also be set by an environment variable, OCAPNET_<COMMAND>_<FLAG>")
+	fmt.Fprintln(w, "(e.g. OCAPNET_PEER_DATA for ocapnet peer --data); the command line wins.")
+	fmt.Fprintln(w, "OCAPNET_HOME sets the base of the default data directories.")
 }

@@ -37,7 +37,7 @@ func TestKeygen(t *testing.T) {
 		{name: "both", args: []string{"keygen", "--seed", "01", "--mnemonic", "x"}, code: 2, stderrRe: "mutually exclusive"},
 		{name: "unknown flag", args: []string{"keygen", "--bogus"}, code: 2, stderrRe: "usage: ocapnet keygen"},
 		{name: "stray argument", args: []string{"keygen", "extra"}, code: 2, stderrRe: "unexpected argument"},
-		{name: "help", args: []string{"keygen", "-h"}, code: 0, stderrRe: "usage: ocapnet keygen"},
+		{name: "help", args: []string{"keygen", "-h"}, code: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

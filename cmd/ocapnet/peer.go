@@ -29,21 +29,35 @@ var stdin io.Reader = os.Stdin
 
 func runPeer(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("peer", stderr, "[--data DIR] [--seed HEX | --mnemonic WORDS] [--relay MA ...] [--listen MA ...] [--stdio] [--api ADDR]")
-	dir := fs.String("data", defaultDataDir("peer"), "data directory (identity, outbound log, delivery state); created if missing")
+	dir := fs.String("data", defaultDataDir("peer"), "data directory (identity, outbound log, delivery state); created with mode 0700 if missing")
 	seedHex := fs.String("seed", "", "key seed of a new data directory (must match on later starts)")
 	mnemonic := fs.String("mnemonic", "", "BIP39 mnemonic of a new data directory (must match on later starts)")
-	var relays, listen, wsHosts listFlag
+	var relays, listen, wsHosts, apiHosts listFlag
 	fs.Var(&relays, "relay", "relay multiaddr ending in /p2p/<relay ID> (repeatable); reserved at start and kept")
 	fs.Var(&listen, "listen", "listen multiaddr (repeatable); default ephemeral TCP and QUIC ports on all interfaces")
 	fs.Var(&wsHosts, "allow-ws-host", "host that may be dialled over plain ws:// besides private addresses (repeatable)")
 	stdio := fs.Bool("stdio", false, "read JSON-line requests on stdin and write JSON-line events on stdout")
 	api := fs.String("api", "", "serve the HTTP API on this address (loopback unless --api-allow-remote), e.g. 127.0.0.1:7070")
-	allowRemote := fs.Bool("api-allow-remote", false, "allow a non-loopback --api address")
+	allowRemote := fs.Bool("api-allow-remote", false, "allow a non-loopback --api address (needs --api-tls-cert/--api-tls-key, or --api-insecure-http)")
+	tlsCert := fs.String("api-tls-cert", "", "serve the API over HTTPS with this certificate (PEM file)")
+	tlsKey := fs.String("api-tls-key", "", "the key (PEM file) of --api-tls-cert")
+	insecureHTTP := fs.Bool("api-insecure-http", false, "allow --api-allow-remote over plain HTTP (the token crosses the network in clear text)")
+	fs.Var(&apiHosts, "api-host", "extra host name the API answers to in the Host header, e.g. its DNS name (repeatable)")
+	insecureDir := fs.Bool("allow-insecure-dir", false, "use a data directory other users can write to, and a token file they can read")
 	insecure := fs.Bool("insecure-seed", false, "allow a seed shorter than 64 hex digits on non-loopback addresses")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error (logs go to stderr)")
 	liveness := fs.Duration("liveness", 0, "liveness check interval (default 10s; a silent partition is noticed within about 3 intervals)")
 	backoffMax := fs.Duration("backoff-max", 0, "reconnection backoff cap (default 10s)")
 	ackTimeout := fs.Duration("ack-timeout", 0, "retransmission timeout without acknowledgement progress (default 10s)")
+	cumulative := fs.Bool("cumulative-acks", false, "announce acknowledgements as one \"acked\" event per range (with its ids) instead of one per message")
+	eventMaxBytes := sizeFlag(daemon.DefaultEventMaxBytes)
+	fs.Var(&eventMaxBytes, "event-max-bytes", "retention: most bytes the API's event log keeps (-1: no limit)")
+	eventMaxAge := fs.Duration("event-max-age", daemon.DefaultEventMaxAge, "retention: oldest event the API's event log keeps (-1s: no limit)")
+	peerEvery := fs.Duration("peer-event-interval", daemon.DefaultPeerEventInterval, "announce repeated peer events (one attempt after another) at most this often (-1s: every one)")
+	sseMaxLag := sizeFlag(daemon.DefaultSSEMaxLag)
+	fs.Var(&sseMaxLag, "sse-max-lag", "disconnect an event stream client that falls this far behind, telling it why")
+	sseWriteTimeout := fs.Duration("sse-write-timeout", daemon.DefaultSSEWriteTimeout, "disconnect an event stream client that does not read for this long")
+	readyWait := fs.Duration("ready-wait", daemon.DefaultReadyWait, "how long the ready line waits for the first relay reservations (-1s: no wait)")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -70,7 +84,10 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 				LivenessInterval: *liveness, LivenessTimeout: *liveness, ReconnectMaxDelay: *backoffMax,
 				RelayRedialBase: min(*backoffMax, 5*time.Second), RelayRedialMax: *backoffMax},
 		},
-		API: *api, AllowRemote: *allowRemote, Logger: log,
+		API: *api, AllowRemote: *allowRemote, TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureHTTP: *insecureHTTP, APIHosts: apiHosts,
+		AllowInsecureDir: *insecureDir, CumulativeAcks: *cumulative, EventMaxBytes: int64(eventMaxBytes), EventMaxAge: *eventMaxAge,
+		PeerEventInterval: *peerEvery, SSEMaxLag: int64(sseMaxLag), SSEWriteTimeout: *sseWriteTimeout, ReadyWait: *readyWait,
+		Logger: log,
 	}
 	if *stdio {
 		opts.Out = stdout

@@ -4,20 +4,12 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
+
+	"github.com/ocapnet/ocapnet/daemon"
 )
 
 func init() {
 	register("version", command{summary: "print the version of ocapnet and of Go", run: runVersion})
-}
-
-// version returns the module version recorded by the Go toolchain: a tag for
-// `go install …@vX`, "(devel)" for a build from a checkout.
-func version() string {
-	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
-		return info.Main.Version
-	}
-	return "(devel)"
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
@@ -25,6 +17,6 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	fmt.Fprintf(stdout, "ocapnet %s %s %s/%s\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(stdout, "ocapnet %s %s %s/%s\n", daemon.Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return 0
 }
