@@ -182,6 +182,21 @@ func (d *Daemon) onEvent(e node.Event) {
 			Previous string `json:"previous"`
 			Current  string `json:"current"`
 		}{"restarted", e.Peer.String(), e.Previous, e.Current}
+	case node.Stalled:
+		d.log.Warn("peer acknowledges nothing while its link is up", "peer", e.Peer, "unacked", e.Unacked, "since", e.Since, "rounds", e.Rounds)
+		v = struct {
+			Event   string    `json:"event"`
+			Peer    string    `json:"peer"`
+			Unacked int       `json:"unacked"`
+			Since   time.Time `json:"since"`
+			Rounds  int       `json:"rounds"`
+		}{"stalled", e.Peer.String(), e.Unacked, e.Since, e.Rounds}
+	case node.StallEnded:
+		v = struct {
+			Event      string `json:"event"`
+			Peer       string `json:"peer"`
+			DurationMs int64  `json:"durationMs"`
+		}{"stall-ended", e.Peer.String(), e.Duration.Milliseconds()}
 	case node.WakeDetected:
 		v = struct {
 			Event         string `json:"event"`

@@ -9,12 +9,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/ocapnet/ocapnet/node"
+	"github.com/ocapnet/ocapnet/wire"
 )
-
-// envelopeOverhead bounds what the node's envelope adds around method and
-// params; the daemon refuses a message over the size limit before anything
-// of its request is sent (the node checks again).
-const envelopeOverhead = 64
 
 type sentAnswer struct {
 	Event string          `json:"event"` // "sent"
@@ -23,11 +19,14 @@ type sentAnswer struct {
 	Seq   uint64          `json:"seq"`
 }
 
-// checkSize refuses a send over the message size limit.
+// checkSize refuses a send that can never fit the frame limit before
+// anything of its request is sent: its envelope with the smallest sequence
+// number and no acknowledgement (the node applies the exact rule, with the
+// sequence number it assigns).
 func (d *Daemon) checkSize(r request) error {
 	limit := d.n.Transport().MaxMessageSize()
-	if size := len(r.Method) + len(r.Params) + envelopeOverhead; size > limit {
-		return fieldError("params", "message too large: about %d bytes, limit %d", size, limit)
+	if size := wire.EnvelopeSize(wire.Envelope{Seq: 1, Method: r.Method, Params: r.Params}); size > limit {
+		return fieldError("params", "message too large: its frame would be %d bytes, limit %d", size, limit)
 	}
 	return nil
 }

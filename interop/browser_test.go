@@ -335,7 +335,7 @@ func TestBrowser(t *testing.T) {
 			}
 			return false
 		})
-		tok, err := daemon.LoadToken(dir)
+		login, err := d.LoginURL() // a one-time link that sets the session cookie
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,7 +343,7 @@ func TestBrowser(t *testing.T) {
 		if out := os.Getenv("OCAPNET_SCREENSHOT"); out != "" {
 			shot = out
 		}
-		text := b.call(map[string]any{"op": "screenshot", "url": "http://" + d.APIAddr() + "/?token=" + tok, "wait": "connected", "path": shot}, 60*time.Second).(string)
+		text := b.call(map[string]any{"op": "screenshot", "url": login, "wait": "connected", "path": shot}, 60*time.Second).(string)
 		if !strings.Contains(text, g.PeerID().String()) || !strings.Contains(text, "connected") || !strings.Contains(text, d.Node().PeerID().String()) {
 			t.Fatalf("status page text:\n%s", text)
 		}

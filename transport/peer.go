@@ -98,13 +98,16 @@ func (p *peerState) signalLocked() {
 }
 
 // setStateLocked moves p to s and emits StateChanged if it changed (every
-// new reconnection attempt is reported).
+// new reconnection attempt is reported, with the time the peer entered the
+// state kept).
 func (t *Transport) setStateLocked(p *peerState, s State) {
 	if p.state == s && s != StateReconnecting {
 		return
 	}
+	if p.state != s {
+		p.since = t.opts.Now()
+	}
 	p.state = s
-	p.since = t.opts.Now()
 	t.events.Push(StateChanged{Peer: t.infoLocked(p)})
 }
 
@@ -121,6 +124,7 @@ func (t *Transport) infoLocked(p *peerState) PeerInfo {
 	if p.state == StateConnecting || p.state == StateReconnecting || p.state == StateFailed {
 		info.Attempt = p.attempt
 		info.NextRetry = p.nextRetry
+		info.Dialing = p.dialing && !t.opts.Now().Before(p.nextRetry)
 	}
 	if p.ch != nil {
 		info.Gen = p.ch.gen

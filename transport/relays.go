@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,7 +67,8 @@ func (t *Transport) keepRelay(r *relayState) {
 			wait = policy.Delay(attempt)
 			r.status = RelayStatus{Attempt: attempt, NextTry: time.Now().Add(wait), LastError: err.Error()}
 			if t.ctx.Err() == nil {
-				t.log.Info("relay reservation failed", "relay", r.info.ID, "attempt", attempt, "err", err)
+				// Work is blocked while no relay holds a reservation for us.
+				t.sum.Warn("relay-reservation:"+r.info.ID.String(), "relay reservation failed", "relay", r.info.ID, "attempt", attempt, "retry", wait, "err", oneLine(err))
 			}
 		}
 		r.mu.Unlock()
@@ -102,4 +104,10 @@ func (t *Transport) watchConnectedness(sub event.Subscription) {
 			}
 		}
 	}
+}
+
+// oneLine joins a multi-line error (go-libp2p's dial errors list one address
+// per line) into one line for logs and status.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }

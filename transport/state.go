@@ -58,6 +58,9 @@ type PeerInfo struct {
 	Attempt int
 	// NextRetry is when the next attempt starts (zero if none is waiting).
 	NextRetry time.Time
+	// Dialing reports that attempt Attempt is running now (NextRetry is
+	// then in the past).
+	Dialing bool
 	// LastError is the last dial, handshake, read or write error.
 	LastError string
 	// Pinned reports whether the layer above asked to keep the peer
