@@ -137,6 +137,12 @@ func (p *jsPeer) do(req map[string]any) {
 // next returns the next event of the given kind, skipping others.
 func (p *jsPeer) next(event string, d time.Duration) map[string]any {
 	p.t.Helper()
+	return p.nextFrom(event, "", d)
+}
+
+// nextFrom is next for an event about one peer ("": any).
+func (p *jsPeer) nextFrom(event, from string, d time.Duration) map[string]any {
+	p.t.Helper()
 	deadline := time.After(d)
 	for {
 		select {
@@ -144,7 +150,7 @@ func (p *jsPeer) next(event string, d time.Duration) map[string]any {
 			if !ok {
 				p.t.Fatalf("JavaScript peer ended waiting for %q", event)
 			}
-			if m["event"] == event {
+			if m["event"] == event && (from == "" || m["peer"] == from) {
 				return m
 			}
 		case <-p.done:
@@ -203,7 +209,8 @@ func startGoDir(t *testing.T, dir string, listen []string, relays ...string) *go
 			ReconnectMaxDelay: 500 * time.Millisecond, WakeInterval: -1, Metrics: g.reg,
 			// The upstream-mode peers run their timers at upstreamScale; so
 			// does our pacing of dials to them (default 6 s).
-			LegacyDialInterval: time.Duration(float64(6*time.Second) * upstreamScale)},
+			LegacyDialInterval:     time.Duration(float64(6*time.Second) * upstreamScale),
+			LegacyHandshakeTimeout: time.Duration(float64(10*time.Second) * upstreamScale)},
 	}, node.Handler{
 		OnMessage: func(m node.Message) error {
 			g.mu.Lock()

@@ -332,13 +332,14 @@ func TestUpstreamColdBurstBothWays(t *testing.T) {
 
 	var c jsCounts
 	var v goView
+	pollStart := time.Now()
 	done, took := poll(30*time.Second, func() bool {
 		c, v = p.js.counts(goID), g.view(p.jsID)
 		return c.n("pending") == 0 && v.acked >= n && c.n("received") >= n
 	})
 	recovery := "none within 30s"
 	if done && v.distinct >= accepted && c.n("gaveUp") == 0 {
-		recovery = (took + time.Until(start)).Round(100 * time.Millisecond).String()
+		recovery = pollStart.Add(took).Sub(start).Round(100*time.Millisecond).String() + " after the burst"
 	}
 	result(t, "cold-burst", "Go→JS delivered %d/%d (acked %d), JS→Go delivered %d/%d accepted (%d rejected at the JS pending cap); duplicates at the Go application %d, JS dropped %d duplicate frames; Go events: gaps %v, given up %d, restarts %d; JS gave up %d; recovery %s",
 		c.n("received"), n, v.acked, v.distinct, accepted, c.n("rejectedCap"), v.dups, c.n("duplicates"), v.gaps, v.gaveUp, v.restarts, c.n("gaveUp"), recovery)

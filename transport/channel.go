@@ -34,6 +34,7 @@ type channel struct {
 	loser       bool         // replaced by a simultaneous channel; read to its end (guarded by mu)
 	lingering   bool         // a replaced channel of a legacy peer, kept open (legacy.go; guarded by mu)
 	resetByUs   bool         // we reset it on purpose (legacy.go; guarded by mu)
+	strayed     bool         // a stray handshake was seen on it (legacy.go; guarded by mu)
 	gen         uint64       // generation, unique per transport, set when registered (guarded by mu)
 	nextProbe   time.Time    // when the liveness loop probes this channel next (guarded by mu)
 	probing     bool         // a liveness probe runs (guarded by mu)
@@ -267,6 +268,9 @@ func (t *Transport) readLoop(ch *channel) {
 		}
 		if strayHandshake(ch, frame) {
 			t.metrics.strayHandshakes.Inc()
+			t.mu.Lock()
+			t.strayHandshakeSeenLocked(ch)
+			t.mu.Unlock()
 			continue
 		}
 		if p.gateN.Load() != 0 {

@@ -47,7 +47,10 @@ func (t *Transport) connect(p *peerState) {
 		case attempt > 1:
 			wait = t.policy.Delay(attempt - 1)
 		}
-		wait = max(wait, t.legacyDialWaitLocked(p))
+		// A JavaScript peer's pacing is not cut short by pokes: a
+		// registration's poke may still be in the wake channel.
+		pace := t.legacyDialWaitLocked(p)
+		wait = max(wait, pace)
 		p.nextRetry = t.opts.Now().Add(wait)
 		switch {
 		case p.failed:
@@ -60,6 +63,15 @@ func (t *Transport) connect(p *peerState) {
 		t.metrics.attempts.Inc()
 		t.mu.Unlock()
 
+		if pace > 0 {
+			timer := time.NewTimer(pace)
+			select {
+			case <-t.ctx.Done():
+			case <-timer.C:
+			}
+			timer.Stop()
+			wait -= pace
+		}
 		if wait > 0 {
 			timer := time.NewTimer(wait)
 			select {
@@ -68,9 +80,9 @@ func (t *Transport) connect(p *peerState) {
 			case <-timer.C:
 			}
 			timer.Stop()
-			if t.ctx.Err() != nil {
-				continue // the loop top sees stopped
-			}
+		}
+		if t.ctx.Err() != nil {
+			continue // the loop top sees stopped
 		}
 		t.log.Debug("dialing", "peer", p.id, "attempt", attempt)
 		registered, err := t.dial(p)

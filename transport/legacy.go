@@ -114,6 +114,31 @@ func (t *Transport) legacyDialWaitLocked(p *peerState) time.Duration {
 	return max(0, wait)
 }
 
+// strayHandshakeSeen handles the first stray handshake on one of a legacy
+// peer's channels: the peer runs that handshake (and any others of its
+// concurrent sends, W8) until its own handshake timeout, and when the last
+// one fails it forgets its registered channel (§4.2 send path: a failed
+// dial block calls handleConnectionLoss), which we cannot see. So we
+// prompt a fresh channel once that time is over. Caller holds mu.
+func (t *Transport) strayHandshakeSeenLocked(ch *channel) {
+	p := ch.p
+	if ch.strayed || t.stopped {
+		return
+	}
+	ch.strayed = true
+	if p.strayTimer != nil {
+		p.strayTimer.Stop()
+	}
+	p.strayTimer = time.AfterFunc(t.opts.LegacyHandshakeTimeout, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if !t.stopped {
+			t.log.Debug("a JavaScript peer's extra handshakes have timed out: it forgot its channel; prompting a fresh one", "peer", p.id)
+			t.promptLocked(p)
+		}
+	})
+}
+
 var handshakePrefix = []byte(`{"method":"handshake"`)
 
 // strayHandshake reports whether frame, read on an established channel, is

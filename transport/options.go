@@ -88,6 +88,13 @@ type Config struct {
 	// redials (legacy.go). Default 6 s (its limit is 10 dials a minute).
 	LegacyDialInterval time.Duration
 
+	// LegacyHandshakeTimeout is how long a JavaScript peer waits for a
+	// handshakeAck before it gives up on the stream (upstream's
+	// handshakeTimeoutMs): when it wrote extra handshakes on one stream
+	// (W8), it forgets its channel that long after, and we give it a fresh
+	// one then (legacy.go). Default 10 s, upstream's default.
+	LegacyHandshakeTimeout time.Duration
+
 	// MaxConnections is the largest number of peers with an open channel.
 	// When it is reached, the least valuable channel makes room for a
 	// newcomer (admission.go). Default 4096. Deviation: upstream's default is
@@ -184,7 +191,7 @@ func (o Options) withDefaults() (Options, error) {
 		"LivenessTimeout": o.LivenessTimeout, "WakeThreshold": o.WakeThreshold,
 		"FailureMinDuration": o.FailureMinDuration, "StalePeerTimeout": o.StalePeerTimeout,
 		"CleanupInterval": o.CleanupInterval, "RelayRedialBase": o.RelayRedialBase, "RelayRedialMax": o.RelayRedialMax,
-		"LegacyDialInterval": o.LegacyDialInterval,
+		"LegacyDialInterval": o.LegacyDialInterval, "LegacyHandshakeTimeout": o.LegacyHandshakeTimeout,
 	} {
 		if d < 0 {
 			return bad("%s is negative (%v)", name, d)
@@ -224,6 +231,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.RelayRedialBase, 5*time.Second)
 	def(&o.RelayRedialMax, 60*time.Second)
 	def(&o.LegacyDialInterval, 6*time.Second)
+	def(&o.LegacyHandshakeTimeout, 10*time.Second)
 	if o.ReconnectBaseDelay > o.ReconnectMaxDelay {
 		return bad("ReconnectBaseDelay %v is above ReconnectMaxDelay %v", o.ReconnectBaseDelay, o.ReconnectMaxDelay)
 	}

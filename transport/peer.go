@@ -49,6 +49,7 @@ type peerState struct {
 	lingering    []*channel    // replaced channels of a legacy peer, kept open (legacy.go)
 	promptUntil  time.Time     // a legacy peer whose stream ended is dialled until then (legacy.go)
 	settleUntil  time.Time     // a legacy peer is not dialled before then (legacy.go)
+	strayTimer   *time.Timer   // prompts a fresh channel after the peer's extra handshakes time out (legacy.go)
 	lastDial     time.Time     // when we last opened a stream to the peer
 	gate         int           // losing channels still being drained + outbound handshakes in progress
 	gateChanged  chan struct{} // closed (and replaced) whenever the gate or a channel's loser flag changes

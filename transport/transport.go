@@ -250,6 +250,9 @@ func (t *Transport) stop() {
 		if p.ch != nil {
 			chans = append(chans, p.ch)
 		}
+		if p.strayTimer != nil {
+			p.strayTimer.Stop()
+		}
 		p.signalLocked() // wake waiting Sends: they see ErrStopped
 	}
 	t.mu.Unlock()
