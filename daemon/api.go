@@ -324,10 +324,7 @@ func (a *apiServer) waitAcked(w http.ResponseWriter, r *http.Request, sent sentA
 	ch := a.d.acks.add(to, sent.Seq)
 	defer a.d.acks.remove(to, sent.Seq)
 	// The acknowledgement may have come before the waiter was registered.
-	for _, p := range a.d.n.Peers() {
-		if p.ID != to {
-			continue
-		}
+	if p, ok, _ := a.d.n.Peer(to); ok {
 		switch {
 		case p.Acked >= sent.Seq:
 			writeJSON(w, http.StatusOK, ackedEvent{"acked", sent.ID, sent.To, sent.Seq})

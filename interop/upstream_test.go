@@ -406,6 +406,9 @@ func TestUpstreamGoRestartWithFullJSWindow(t *testing.T) {
 		v.distinct, n, restarted.Sub(stopped).Round(100*time.Millisecond), v.dups, v.gaps, v.gaveUp, v.restarts, c.n("gaveUp"), c.n("connAttempts"), c.n("connRefused"), recovery)
 	t.Logf("JS about Go: %s\nGo about JS: %s; Go dropped %d malformed frames", c.summary(), v, strings.Count(g2.logText(), "malformed frame dropped"))
 	checkJSToGo(t, "after the Go restart", v, c, n, 1)
+	if t.Failed() {
+		t.Logf("Go log after the restart:\n%s", g2.logText())
+	}
 }
 
 // (b') Restart of the JS side (SIGKILL, same state file) while the Go side

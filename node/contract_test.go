@@ -209,12 +209,8 @@ func testPeer(t *testing.T) peer.ID {
 }
 
 func peerStatus(n *Node, id peer.ID) PeerStatus {
-	for _, p := range n.Peers() {
-		if p.ID == id {
-			return p
-		}
-	}
-	return PeerStatus{}
+	ps, _, _ := n.Peer(id)
+	return ps
 }
 
 // SendBatch commits a batch in one group commit with per-peer order kept,

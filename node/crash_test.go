@@ -77,12 +77,12 @@ func crashChild(role string) int {
 		fmt.Fprintln(os.Stderr, "peer:", err)
 		return 3
 	}
-	var next uint64
-	for _, ps := range n.Peers() {
-		if ps.ID == to.ID {
-			next = ps.NextSeq
-		}
+	st, _, err := n.Peer(to.ID)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peer:", err)
+		return 3
 	}
+	next := st.NextSeq
 	for os.Getenv(crashSendEnv) == "1" {
 		next++
 		seq, err := n.Send(context.Background(), to.ID, "m", fmt.Appendf(nil, "[%d]", next), os.Getenv(crashPeerEnv))
@@ -95,12 +95,10 @@ func crashChild(role string) int {
 	// Finishing: report when everything is acknowledged.
 	n.Reconnect(to.ID, os.Getenv(crashPeerEnv))
 	for {
-		for _, ps := range n.Peers() {
-			if ps.ID == to.ID && ps.Unacked == 0 {
-				fmt.Fprintf(os.Stdout, "acked %d\n", ps.Acked)
-				for {
-					time.Sleep(time.Hour) // until killed
-				}
+		if ps, ok, _ := n.Peer(to.ID); ok && ps.Unacked == 0 {
+			fmt.Fprintf(os.Stdout, "acked %d\n", ps.Acked)
+			for {
+				time.Sleep(time.Hour) // until killed
 			}
 		}
 		time.Sleep(20 * time.Millisecond) // polling the node's own state

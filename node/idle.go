@@ -1,16 +1,17 @@
 package node
 
 import (
+	"errors"
 	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/ocapnet/ocapnet/store"
-	"github.com/ocapnet/ocapnet/transport"
 )
 
-// activityLoop persists the last-active time and caps idle peers.
+// activityLoop persists the last-active time and keeps the peer table
+// within MaxIdlePeers.
 func (n *Node) activityLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.opts.ActiveInterval)
@@ -23,86 +24,90 @@ func (n *Node) activityLoop() {
 			if err := n.st.Update(func(tx *store.Tx) error { return tx.SetLastActive(time.Now()) }); err != nil {
 				n.log.Error("persisting last-active time failed", "err", err)
 			}
-			n.capIdlePeers()
+			n.evictIdlePeers()
 		}
 	}
 }
 
-// capIdlePeers forgets the least recently active stored peers without
-// pending work beyond MaxIdlePeers (upstream keeps every peer for ever, W16).
-// Peers that are connected are kept.
-func (n *Node) capIdlePeers() {
-	type idle struct {
-		id   string
-		last time.Time
+// evictIdlePeers drops from memory the least recently active peers beyond
+// MaxIdlePeers that have nothing in flight. This bounds memory, never
+// correctness: a peer is evicted only when everything about it is on disk
+// (delivered position, intent, incarnation, acknowledgements, its log), so
+// its next contact reloads exactly where it was, however many identities
+// passed through meanwhile (upstream keeps every peer in memory for ever,
+// W16). The store keeps the record of every peer that exchanged a message;
+// an identity that only handshook costs nothing on disk.
+func (n *Node) evictIdlePeers() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.peers) <= n.opts.MaxIdlePeers {
+		return
 	}
-	var cands []idle
-	if err := n.st.View(func(tx *store.Tx) error {
-		ids, err := tx.PeerIDs()
-		if err != nil {
-			return err
+	var cands []*peerState
+	for _, p := range n.peers {
+		if n.evictableLocked(p) {
+			cands = append(cands, p)
 		}
-		for _, id := range ids {
-			rec, _, err := tx.Peer(id)
-			if err != nil {
-				return err
-			}
-			if rec.NextSeq > rec.Acked {
-				continue // pending or parked work
-			}
-			cands = append(cands, idle{id, rec.LastActive})
+	}
+	slices.SortFunc(cands, func(a, b *peerState) int { return a.lastActive.Compare(b.lastActive) })
+	evicted := 0
+	for _, p := range cands {
+		if len(n.peers) <= n.opts.MaxIdlePeers {
+			break
 		}
-		return nil
+		// Nobody may be in the middle of working on it.
+		if !p.recvMu.TryLock() {
+			continue
+		}
+		if !p.sendMu.TryLock() {
+			p.recvMu.Unlock()
+			continue
+		}
+		n.dropPeerLocked(p)
+		p.sendMu.Unlock()
+		p.recvMu.Unlock()
+		evicted++
+	}
+	if evicted > 0 {
+		n.metrics.evictions.Add(float64(evicted))
+		n.log.Debug("dropped idle peers from memory (their state stays on disk)", "count", evicted, "cap", n.opts.MaxIdlePeers)
+	}
+}
+
+// evictableLocked reports whether p has nothing in memory that is not on
+// disk and nothing in flight.
+func (n *Node) evictableLocked(p *peerState) bool {
+	return p.lastSeq == p.acked && p.acked == p.ackStored && p.parkedTo == 0 &&
+		p.delivered == p.stored && (p.incStored || p.incarnation == "" || (p.lastSeq == 0 && p.delivered == 0)) &&
+		p.work == 0 && !p.pumping && !p.persistingAck && p.reserving == nil &&
+		p.rtTimer == nil && p.ackTimer == nil && p.reserved == 0 && p.waiting == 0 && !p.stalled
+}
+
+// recentlyActive is how recent traffic makes a peer known (Handler.Known).
+const recentlyActive = time.Hour
+
+// known reports whether the node knows p (the transport's admission asks):
+// it keeps durable state for it (something delivered or sent), or traffic
+// with it was recent. It reads the store for a peer not in memory.
+func (n *Node) known(id peer.ID) bool {
+	n.mu.Lock()
+	p := n.peers[id]
+	if p != nil {
+		k := p.lastSeq > 0 || p.delivered > 0 || time.Since(p.lastActive) < recentlyActive
+		n.mu.Unlock()
+		return k
+	}
+	n.mu.Unlock()
+	var rec store.PeerRecord
+	var ok bool
+	if err := n.st.View(func(tx *store.Tx) (err error) {
+		rec, ok, err = tx.Peer(id.String())
+		return err
 	}); err != nil {
-		n.log.Error("reading peers failed", "err", err)
-		return
-	}
-	if len(cands) <= n.opts.MaxIdlePeers {
-		return
-	}
-	slices.SortFunc(cands, func(a, b idle) int { return a.last.Compare(b.last) })
-	busy := func(p *peerState) bool {
-		return p.outstandingLocked() || p.parkedTo > p.acked || n.tr.Peer(p.id).State == transport.StateConnected
-	}
-	n.mu.Lock()
-	var forget []string
-	for _, c := range cands[:len(cands)-n.opts.MaxIdlePeers] {
-		pid, err := peer.Decode(c.id)
-		if err == nil {
-			if p := n.peers[pid]; p != nil && busy(p) {
-				continue
-			}
+		if !errors.Is(err, store.ErrClosed) {
+			n.log.Error("reading a peer's record failed", "peer", id, "err", err)
 		}
-		forget = append(forget, c.id)
+		return false
 	}
-	n.mu.Unlock()
-	err := n.st.Update(func(tx *store.Tx) error {
-		for _, id := range forget {
-			rec, _, err := tx.Peer(id)
-			if err != nil {
-				return err
-			}
-			if rec.NextSeq > rec.Acked {
-				continue // became busy meanwhile
-			}
-			if err := tx.ForgetPeer(id); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		n.log.Error("forgetting idle peers failed", "err", err)
-		return
-	}
-	n.mu.Lock()
-	for _, id := range forget {
-		if pid, err := peer.Decode(id); err == nil {
-			if p := n.peers[pid]; p != nil && !busy(p) {
-				n.dropPeerLocked(p)
-			}
-		}
-	}
-	n.mu.Unlock()
-	n.log.Info("forgot idle peers over the cap", "count", len(forget), "cap", n.opts.MaxIdlePeers)
+	return ok && (rec.NextSeq > 0 || rec.Delivered > 0 || time.Since(rec.LastActive) < recentlyActive)
 }

@@ -10,6 +10,7 @@ type metrics struct {
 	giveUps                              prometheus.Counter
 	writtenRuns                          prometheus.Histogram
 	intentInLoop, intentWaits            prometheus.Counter
+	loads, evictions, pages              prometheus.Counter
 	window                               func() (unacked, parked, stalled float64)
 }
 
@@ -34,11 +35,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		giveUps:      c("giveups_total", "Give-ups (close, restart, application limit)."),
 		intentInLoop: c("intent_writes_in_read_loop_total", "Delivery-intent reservations written in a peer's read loop (the first, after a gap, or when the ones made ahead fell behind)."),
 		intentWaits:  c("intent_waits_total", "Times a read loop waited for a reservation made ahead."),
+		loads:        c("peer_loads_total", "Peer states loaded from the store into memory (first contact, or again after an eviction)."),
+		evictions:    c("peer_evictions_total", "Idle peer states dropped from memory (their state stays on disk)."),
+		pages:        c("log_pages_read_total", "Pages of unacknowledged messages read from the outbound log by the pumps."),
 		writtenRuns: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ocapnet_node_written_run_messages",
 			Help: "Envelopes handed to the transport in one coalesced write.", Buckets: prometheus.ExponentialBuckets(1, 4, 6)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sends, m.acked, m.delivered, m.redelivered, m.retransmits, m.gaps, m.refused, m.giveUps, m.writtenRuns, m.intentInLoop, m.intentWaits, m)
+		reg.MustRegister(m.sends, m.acked, m.delivered, m.redelivered, m.retransmits, m.gaps, m.refused, m.giveUps, m.writtenRuns, m.intentInLoop, m.intentWaits, m.loads, m.evictions, m.pages, m)
 	}
 	return m
 }

@@ -150,6 +150,7 @@ func Start(ctx context.Context, opts Options, h Handler) (*Node, error) {
 			OnHandshake: n.onHandshake,
 			OnChannel:   n.onChannel,
 			OnLinkEnded: n.onLinkEnded,
+			Known:       n.known,
 			OnEvent:     n.onTransportEvent,
 		})
 	if err != nil {
@@ -240,8 +241,12 @@ func LoadIdentity(st *store.Store, seedHex, mnemonic string) (id store.Identity,
 	return id, weak, err
 }
 
-// resume loads every stored peer, dials those with pending messages and
-// applies the cross-restart wake rule.
+// resume reads every stored peer's record (not its log: the pumps page the
+// log when a channel is up), keeps in memory the peers with unacknowledged
+// or parked messages, dials those with messages to send, restores failure
+// states and applies the cross-restart wake rule. Other peers are loaded on
+// first contact. Its cost grows with the number of peers, not with the
+// backlog.
 func (n *Node) resume(lastActive time.Time) error {
 	now := time.Now().Round(0)
 	gap := time.Duration(0)
@@ -252,43 +257,48 @@ func (n *Node) resume(lastActive time.Time) error {
 	type loaded struct {
 		id  peer.ID
 		rec store.PeerRecord
-		out []store.OutRecord
 	}
-	var all []loaded
+	var busy []loaded
 	err := n.st.Update(func(tx *store.Tx) error {
-		all = all[:0]
-		ids, err := tx.PeerIDs()
-		if err != nil {
-			return err
-		}
-		for _, s := range ids {
+		busy = busy[:0]
+		var cleared []string
+		err := tx.ForEachPeer(func(s string, rec store.PeerRecord) error {
 			pid, err := peer.Decode(s)
 			if err != nil {
 				n.log.Warn("stored peer with an invalid ID: ignored", "peer", s)
-				continue
+				return nil
 			}
+			if clearFailures && !rec.FailedSince.IsZero() {
+				cleared = append(cleared, s)
+				rec.FailedSince = time.Time{}
+			}
+			// Peers with messages in flight, and peers whose failure
+			// state survives this start, are loaded now: the first must
+			// be redelivered, the second reported. The rest load on use.
+			if rec.NextSeq > rec.Acked || !rec.FailedSince.IsZero() {
+				busy = append(busy, loaded{pid, rec})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, s := range cleared {
 			rec, _, err := tx.Peer(s)
 			if err != nil {
 				return err
 			}
-			if clearFailures && !rec.FailedSince.IsZero() {
-				rec.FailedSince = time.Time{}
-				if err := tx.PutPeer(s, rec); err != nil {
-					return err
-				}
-			}
-			out, err := tx.Out(s, rec.Acked+1, 0)
-			if err != nil {
+			rec.FailedSince = time.Time{}
+			if err := tx.PutPeer(s, rec); err != nil {
 				return err
 			}
-			all = append(all, loaded{pid, rec, out})
 		}
 		return tx.SetLastActive(now)
 	})
 	if err != nil {
 		return err
 	}
-	for _, l := range all {
+	for _, l := range busy {
 		if len(l.rec.Hints) > 0 {
 			if err := n.tr.RegisterHints(l.id, l.rec.Hints...); err != nil {
 				n.log.Warn("stored hints are not valid multiaddrs: ignored", "peer", l.id, "err", err)
@@ -299,20 +309,9 @@ func (n *Node) resume(lastActive time.Time) error {
 		}
 	}
 	n.mu.Lock()
-	for _, l := range all {
-		p := n.peerLocked(l.id)
-		p.acked, p.ackStored, p.lastSeq = l.rec.Acked, l.rec.Acked, l.rec.NextSeq
-		p.next = p.acked + 1
-		p.delivered, p.stored, p.intent = l.rec.Delivered, l.rec.Delivered, l.rec.Intent
-		p.redeliverTo = l.rec.Intent
-		p.incarnation = l.rec.Incarnation
-		p.lastActive = l.rec.LastActive
-		for _, r := range l.out {
-			p.pending[r.Seq] = outMsg{r.Method, r.Params, r.Tag}
-			if r.Parked {
-				p.parkedTo = max(p.parkedTo, r.Seq)
-			}
-		}
+	for _, l := range busy {
+		p := newPeerState(l.id, l.rec, true, 0)
+		n.peers[l.id] = p
 		n.updatePinLocked(p)
 	}
 	n.mu.Unlock()

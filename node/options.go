@@ -80,9 +80,11 @@ type Options struct {
 	IntentBatch    int
 	IntentBatchMax int
 
-	// MaxIdlePeers caps the stored peers that have no pending work (nothing
-	// unacknowledged or parked); the least recently active are forgotten
-	// first. Default 1000.
+	// MaxIdlePeers caps the peers kept in memory: past it, the least
+	// recently active peers with nothing in flight are dropped from memory
+	// (every ActiveInterval). Their state stays on disk and is reloaded on
+	// their next contact, so the cap bounds memory, never correctness.
+	// Default 1000.
 	MaxIdlePeers int
 
 	// Allow, when not empty, lists the only peers that may open a channel

@@ -55,12 +55,11 @@ func (n *Node) Discard(id peer.ID) (int, error) {
 }
 
 func (n *Node) resolveParked(id peer.ID, op func(*store.Tx, string) ([]store.OutRecord, error), discard bool) (int, error) {
-	p := n.peer(id)
+	p, unlock := n.lockPeer(id, lockSendWrite)
+	defer unlock()
 	if p == nil {
 		return 0, ErrStopped
 	}
-	p.sendMu.Lock()
-	defer p.sendMu.Unlock()
 	var rs []store.OutRecord
 	err := n.st.Update(func(tx *store.Tx) (err error) {
 		rs, err = op(tx, p.key)
@@ -97,13 +96,8 @@ func (n *Node) resolveParked(id peer.ID, op func(*store.Tx, string) ([]store.Out
 // waiting for Resend or Discard), in order.
 func (n *Node) Parked(id peer.ID) ([]Undelivered, error) {
 	var rs []store.OutRecord
-	err := n.st.View(func(tx *store.Tx) error {
-		all, err := tx.Out(id.String(), 0, 0)
-		for _, r := range all {
-			if r.Parked {
-				rs = append(rs, r)
-			}
-		}
+	err := n.st.View(func(tx *store.Tx) (err error) {
+		rs, err = tx.Parked(id.String(), 0)
 		return err
 	})
 	return undelivered(rs), err
@@ -120,12 +114,11 @@ func (n *Node) Forget(id peer.ID) ([]Undelivered, error) {
 	if err := n.tr.Close(id); err != nil {
 		return nil, err
 	}
-	p := n.peer(id)
+	p, unlock := n.lockPeer(id, lockSendWrite)
+	defer unlock()
 	if p == nil {
 		return nil, ErrStopped
 	}
-	p.sendMu.Lock()
-	defer p.sendMu.Unlock()
 	var rs []store.OutRecord
 	err := n.st.Update(func(tx *store.Tx) error {
 		rec, _, err := tx.Peer(p.key)
@@ -147,8 +140,9 @@ func (n *Node) Forget(id peer.ID) ([]Undelivered, error) {
 }
 
 // dropPeerLocked removes p from memory (its stored state is the caller's
-// business).
+// business); a caller still holding p looks it up again (p.evicted).
 func (n *Node) dropPeerLocked(p *peerState) {
+	p.evicted = true
 	for _, t := range []*time.Timer{p.rtTimer, p.ackTimer} {
 		if t != nil {
 			t.Stop()
@@ -163,8 +157,11 @@ func (n *Node) dropPeerLocked(p *peerState) {
 	}
 }
 
-// Peers returns a snapshot of every peer relationship: the transport's view
-// of each link and the node's view of delivery.
+// Peers returns a snapshot of the peer relationships in memory: every peer
+// with messages in flight, parked or waiting, every peer active within the
+// idle window (MaxIdlePeers), and every peer the transport knows. Peers
+// idle longer live only in the store (they load on use); Peer answers for
+// any of them.
 func (n *Node) Peers() []PeerStatus {
 	infos := map[peer.ID]transport.PeerInfo{}
 	for _, i := range n.tr.Peers() {
@@ -178,21 +175,48 @@ func (n *Node) Peers() []PeerStatus {
 		if !ok {
 			info = transport.PeerInfo{ID: id}
 		}
-		parked := 0
-		if p.parkedTo > p.acked {
-			parked = int(p.parkedTo - p.acked)
-		}
-		ps := PeerStatus{
-			PeerInfo: info, NextSeq: p.lastSeq, Acked: p.acked,
-			Unacked: int(p.lastSeq - p.acked), Parked: parked, Waiting: p.waiting, Delivered: p.delivered,
-		}
-		if p.stalled {
-			ps.StalledSince = p.waitingSince
-		}
-		out = append(out, ps)
+		out = append(out, statusLocked(p, info))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// Peer returns id's status, from memory or, for a peer idle long enough to
+// live only in the store, from its stored record (without loading it).
+// ok is false if the node has never exchanged messages with id.
+func (n *Node) Peer(id peer.ID) (ps PeerStatus, ok bool, err error) {
+	info := n.tr.Peer(id)
+	n.mu.Lock()
+	if p := n.peers[id]; p != nil {
+		ps = statusLocked(p, info)
+		n.mu.Unlock()
+		return ps, true, nil
+	}
+	n.mu.Unlock()
+	var rec store.PeerRecord
+	if err := n.st.View(func(tx *store.Tx) (err error) {
+		rec, ok, err = tx.Peer(id.String())
+		return err
+	}); err != nil || !ok {
+		return PeerStatus{PeerInfo: info}, false, err
+	}
+	return statusLocked(newPeerState(id, rec, true, 0), info), true, nil
+}
+
+// statusLocked is p's status next to the transport's view of its link.
+func statusLocked(p *peerState, info transport.PeerInfo) PeerStatus {
+	parked := 0
+	if p.parkedTo > p.acked {
+		parked = int(p.parkedTo - p.acked)
+	}
+	ps := PeerStatus{
+		PeerInfo: info, NextSeq: p.lastSeq, Acked: p.acked,
+		Unacked: int(p.lastSeq - p.acked), Parked: parked, Waiting: p.waiting, Delivered: p.delivered,
+	}
+	if p.stalled {
+		ps.StalledSince = p.waitingSince
+	}
+	return ps
 }
 
 // running reports whether Stop has not begun.

@@ -94,12 +94,12 @@ func powerChild(role string) int {
 		fmt.Fprintln(os.Stderr, "peer:", err)
 		return 3
 	}
-	var next uint64
-	for _, ps := range n.Peers() {
-		if ps.ID == to.ID {
-			next = ps.NextSeq
-		}
+	cur, _, err := n.Peer(to.ID)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peer:", err)
+		return 3
 	}
+	next := cur.NextSeq
 	say("start %d", next)
 	boot := os.Getenv(powerBootEnv)
 	for os.Getenv(powerSendEnv) == "1" {
@@ -113,19 +113,17 @@ func powerChild(role string) int {
 	}
 	n.Reconnect(to.ID, os.Getenv(powerPeerEnv))
 	for {
-		for _, ps := range n.Peers() {
-			switch {
-			case ps.ID != to.ID:
-			case ps.Unacked == 0:
-				say("acked %d", ps.Acked)
-				for {
-					time.Sleep(time.Hour) // until killed
-				}
-			case ps.Parked > 0 && ps.Parked == ps.Unacked:
-				say("stuck %d", ps.Parked)
-				for {
-					time.Sleep(time.Hour) // until killed
-				}
+		ps, _, _ := n.Peer(to.ID)
+		switch {
+		case ps.Unacked == 0:
+			say("acked %d", ps.Acked)
+			for {
+				time.Sleep(time.Hour) // until killed
+			}
+		case ps.Parked > 0 && ps.Parked == ps.Unacked:
+			say("stuck %d", ps.Parked)
+			for {
+				time.Sleep(time.Hour) // until killed
 			}
 		}
 		time.Sleep(20 * time.Millisecond) // polling the node's own state

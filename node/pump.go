@@ -23,15 +23,19 @@ func (n *Node) onChannel(id peer.ID, gen uint64) {
 	if !n.await() {
 		return
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.stopped {
-		return
+	var p *peerState
+	for {
+		if p = n.peer(id); p == nil {
+			return
+		}
+		n.mu.Lock()
+		if !p.evicted {
+			break
+		}
+		n.mu.Unlock()
 	}
-	p := n.peers[id]
-	if p == nil {
-		p = n.peerLocked(id)
-	} else if gen <= p.chGen {
+	defer n.mu.Unlock()
+	if n.stopped || gen < p.chGen {
 		return // stale: a newer channel was reported already
 	}
 	if p.chGen != 0 && p.outstandingLocked() {
@@ -52,10 +56,10 @@ func (n *Node) kickLocked(p *peerState) {
 	if p.next <= max(p.acked, p.parkedTo) {
 		p.next = max(p.acked, p.parkedTo) + 1
 	}
-	if _, ok := p.pending[p.next]; !ok {
+	if p.next > p.lastSeq {
 		return
 	}
-	if !n.enterLocked() {
+	if !n.startWorkLocked(p) {
 		return
 	}
 	p.pumping = true
@@ -74,7 +78,7 @@ const (
 // p.chGen, in runs of what is ready, until there is nothing left to write or
 // that channel is gone.
 func (n *Node) pump(p *peerState) {
-	defer n.wg.Done()
+	defer n.endWork(p)
 	var run []outMsg
 	var frames [][]byte
 	for {
@@ -85,7 +89,7 @@ func (n *Node) pump(p *peerState) {
 		first, ack, gen, epoch := p.next, p.stored, p.chGen, p.inEpoch
 		run = run[:0]
 		size := 0
-		for s := first; len(run) < maxRun && size < maxRunBytes; s++ {
+		for s := first; len(run) < maxRun && size < maxRunBytes && s <= p.lastSeq; s++ {
 			m, ok := p.pending[s]
 			if !ok {
 				break
@@ -93,10 +97,32 @@ func (n *Node) pump(p *peerState) {
 			run = append(run, m)
 			size += len(m.method) + len(m.params)
 		}
-		if n.stopped || len(run) == 0 {
+		if n.stopped || first > p.lastSeq {
 			p.pumping = false
 			n.mu.Unlock()
 			return
+		}
+		if len(run) == 0 {
+			if len(p.pending) >= n.opts.Window {
+				// The window's worth is in memory, written and not yet
+				// acknowledged: persistAcks kicks the pump when it frees
+				// room.
+				p.pumping = false
+				n.mu.Unlock()
+				return
+			}
+			// Not in memory: read the next page of the log.
+			n.mu.Unlock()
+			if err := n.loadPage(p, first); err != nil {
+				n.mu.Lock()
+				p.pumping = false
+				n.mu.Unlock()
+				if !errors.Is(err, store.ErrClosed) {
+					n.log.Error("reading the outbound log failed; retried on the next channel", "peer", p.id, "from", first, "err", err)
+				}
+				return
+			}
+			continue
 		}
 		n.mu.Unlock()
 
@@ -226,18 +252,7 @@ func (n *Node) handleAckLocked(p *peerState, a uint64) {
 	if a <= p.acked {
 		return
 	}
-	from := p.acked + 1
-	var tags map[uint64]json.RawMessage
-	for s := from; s <= a; s++ {
-		if m, ok := p.pending[s]; ok && m.tag != nil {
-			if tags == nil {
-				tags = map[uint64]json.RawMessage{}
-			}
-			tags[s] = m.tag
-		}
-		delete(p.pending, s)
-	}
-	n.metrics.acked.Add(float64(a - from + 1))
+	n.metrics.acked.Add(float64(a - p.acked))
 	p.acked = a
 	if p.parkedTo <= a {
 		p.parkedTo = 0
@@ -247,28 +262,46 @@ func (n *Node) handleAckLocked(p *peerState, a uint64) {
 	p.rtRound = 0
 	n.armRetransmitLocked(p, true)
 	n.updatePinLocked(p)
-	n.events.Push(Acknowledged{Peer: p.id, From: from, To: a, Tags: tags})
-	if !p.persistingAck && n.enterLocked() {
+	if !p.persistingAck && n.startWorkLocked(p) {
 		p.persistingAck = true
 		go n.persistAcks(p)
 	}
 }
 
-// persistAcks writes p's acknowledgement to the log (deleting acknowledged
-// messages) until it has caught up. Losing it in a crash only means those
-// messages are resent and dropped as duplicates by the peer.
+// persistAcks writes p's acknowledgements to the log (deleting the
+// acknowledged messages) until it has caught up, and reports each range in
+// an Acknowledged event once it is durable, with the messages' tags (from
+// memory, or read from the log before they are deleted). Losing an
+// acknowledgement in a crash only means those messages are resent, dropped
+// as duplicates by the peer and acknowledged again; the event comes once,
+// after the acknowledgement is recorded.
 func (n *Node) persistAcks(p *peerState) {
-	defer n.wg.Done()
+	defer n.endWork(p)
 	for {
 		n.mu.Lock()
-		a := p.acked
-		if a <= p.ackStored || n.stopped {
+		a, from := p.acked, p.ackStored+1
+		if a < from || n.stopped {
 			p.persistingAck = false
 			n.mu.Unlock()
 			return
 		}
+		tags, missing := p.tagsLocked(from, a)
 		n.mu.Unlock()
 		err := n.st.Update(func(tx *store.Tx) error {
+			if missing {
+				rs, err := tx.Out(p.key, from, int(a-from+1))
+				if err != nil {
+					return err
+				}
+				for _, r := range rs {
+					if r.Seq <= a && r.Tag != nil {
+						if tags == nil {
+							tags = map[uint64]json.RawMessage{}
+						}
+						tags[r.Seq] = r.Tag
+					}
+				}
+			}
 			_, err := tx.Ack(p.key, a)
 			return err
 		})
@@ -279,9 +312,59 @@ func (n *Node) persistAcks(p *peerState) {
 			n.log.Error("persisting an acknowledgement failed; retried on the next one", "peer", p.id, "err", err)
 			return
 		}
-		p.ackStored = max(p.ackStored, a)
+		for s := from; s <= a; s++ {
+			delete(p.pending, s)
+		}
+		if a > p.ackStored {
+			p.ackStored = a
+			n.events.Push(Acknowledged{Peer: p.id, From: from, To: a, Tags: tags})
+		}
+		n.kickLocked(p) // the cache has room again
 		n.mu.Unlock()
 	}
+}
+
+// tagsLocked returns the tags of the cached messages from..to, and whether
+// some of them are not in memory (their tags must be read from the log).
+func (p *peerState) tagsLocked(from, to uint64) (tags map[uint64]json.RawMessage, missing bool) {
+	for s := from; s <= to; s++ {
+		m, ok := p.pending[s]
+		if !ok {
+			missing = true
+			continue
+		}
+		if m.tag != nil {
+			if tags == nil {
+				tags = map[uint64]json.RawMessage{}
+			}
+			tags[s] = m.tag
+		}
+	}
+	return tags, missing
+}
+
+// loadPage reads up to pageSize unacknowledged messages of p's log from
+// seq from into memory.
+func (n *Node) loadPage(p *peerState, from uint64) error {
+	var rs []store.OutRecord
+	if err := n.st.View(func(tx *store.Tx) (err error) {
+		rs, err = tx.Out(p.key, from, pageSize)
+		return err
+	}); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.metrics.pages.Inc()
+	for _, r := range rs {
+		if r.Seq > p.acked && !r.Parked {
+			p.pending[r.Seq] = outMsg{r.Method, r.Params, r.Tag}
+		}
+	}
+	if _, ok := p.pending[from]; !ok && from <= p.lastSeq && from > max(p.acked, p.parkedTo) {
+		return fmt.Errorf("%w: message %d of peer %s is not in the outbound log", store.ErrCorrupt, from, p.id)
+	}
+	return nil
 }
 
 // endStallLocked reports the end of a stall, if p was stalled.

@@ -22,12 +22,11 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 		n.sum.Warn("malformed-frame", "malformed frame dropped", "peer", from, "err", err)
 		return
 	}
-	p := n.peer(from)
+	p, unlock := n.lockPeer(from, lockRecv)
+	defer unlock()
 	if p == nil {
 		return
 	}
-	p.recvMu.Lock()
-	defer p.recvMu.Unlock()
 	n.mu.Lock()
 	if n.stopped {
 		n.mu.Unlock()
@@ -95,7 +94,7 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 	if !persist {
 		n.reserveAheadLocked(p, e.Seq)
 	}
-	batch := n.intentBatchLocked(p)
+	batch, inc := n.intentBatchLocked(p), p.incarnation
 	n.mu.Unlock()
 
 	if persist {
@@ -109,6 +108,11 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 			rec.Intent = max(rec.Intent, intent)
 			rec.Delivered = max(rec.Delivered, skipTo)
 			rec.LastActive = time.Now().Round(0).UTC()
+			if rec.Incarnation == "" {
+				// The first state worth protecting: keep the incarnation
+				// with it (a peer that restarts later is recognised).
+				rec.Incarnation = inc
+			}
 			return tx.PutPeer(p.key, rec)
 		})
 		if err != nil {
@@ -120,6 +124,7 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 		p.intent = max(p.intent, intent)
 		p.delivered = max(p.delivered, skipTo)
 		p.stored = max(p.stored, skipTo)
+		p.incStored = p.incStored || inc != ""
 		n.mu.Unlock()
 	}
 	if n.h.OnMessage != nil {
@@ -161,11 +166,11 @@ func (n *Node) scheduleAckLocked(p *peerState) {
 // a restart's reset cannot be undone by an older position.
 func (n *Node) flushAck(p *peerState, gen uint64) {
 	n.mu.Lock()
-	if p.ackGen != gen || p.ackTimer == nil || !n.enterLocked() {
+	if p.ackGen != gen || p.ackTimer == nil || !n.startWorkLocked(p) {
 		n.mu.Unlock()
 		return
 	}
-	defer n.wg.Done()
+	defer n.endWork(p)
 	p.ackTimer = nil
 	n.mu.Unlock()
 
@@ -241,7 +246,7 @@ func (n *Node) intentBatchLocked(p *peerState) uint64 {
 // less than half of the reserved numbers are left after seq.
 func (n *Node) reserveAheadLocked(p *peerState, seq uint64) {
 	batch := n.intentBatchLocked(p)
-	if p.reserving != nil || p.intent-seq >= batch/2 || !n.enterLocked() {
+	if p.reserving != nil || p.intent-seq >= batch/2 || !n.startWorkLocked(p) {
 		return
 	}
 	now := time.Now()
@@ -256,7 +261,7 @@ func (n *Node) reserveAheadLocked(p *peerState, seq uint64) {
 	done := make(chan struct{})
 	p.reserving = done
 	go func() {
-		defer n.wg.Done()
+		defer n.endWork(p)
 		err := n.st.Update(func(tx *store.Tx) error {
 			rec, _, err := tx.Peer(p.key)
 			if err != nil || rec.Incarnation != inc {

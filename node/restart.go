@@ -21,46 +21,39 @@ func (n *Node) onHandshake(id peer.ID, inc string) (restarted bool, err error) {
 	if !n.await() {
 		return false, ErrStopped
 	}
-	p := n.peer(id)
+	p, unlock := n.lockPeer(id, lockRecv|lockSendWrite)
+	defer unlock()
 	if p == nil {
 		return false, ErrStopped
 	}
-	p.recvMu.Lock()
-	defer p.recvMu.Unlock()
-	p.sendMu.Lock()
-	defer p.sendMu.Unlock()
 	n.mu.Lock()
-	prev := p.incarnation
+	prev, stored := p.incarnation, p.incStored
+	hasState := p.lastSeq > 0 || p.delivered > 0 || p.intent > 0
 	n.mu.Unlock()
 	if prev == inc {
 		return false, nil
 	}
-	if prev == "" {
-		// First sight (or a peer evicted from memory: the store decides).
-		var stored string
-		err := n.st.Update(func(tx *store.Tx) error {
-			rec, _, err := tx.Peer(p.key)
+	if prev == "" || (!stored && !hasState) {
+		// First sight, or a change with nothing to reset. The incarnation
+		// is kept in memory and persisted with the first state worth
+		// protecting (an identity that only handshakes costs no disk).
+		if hasState {
+			err := n.st.Update(func(tx *store.Tx) error {
+				rec, _, err := tx.Peer(p.key)
+				if err != nil {
+					return err
+				}
+				rec.Incarnation = inc
+				return tx.PutPeer(p.key, rec)
+			})
 			if err != nil {
-				return err
+				return false, err
 			}
-			stored = rec.Incarnation
-			if stored != "" {
-				return nil
-			}
-			rec.Incarnation = inc
-			rec.LastActive = time.Now().Round(0).UTC()
-			return tx.PutPeer(p.key, rec)
-		})
-		if err != nil {
-			return false, err
 		}
-		if stored == "" || stored == inc {
-			n.mu.Lock()
-			p.incarnation = inc
-			n.mu.Unlock()
-			return false, nil
-		}
-		prev = stored
+		n.mu.Lock()
+		p.incarnation, p.incStored = inc, hasState
+		n.mu.Unlock()
+		return false, nil
 	}
 	return true, n.peerRestarted(p, prev, inc)
 }
@@ -109,11 +102,8 @@ func (n *Node) peerRestarted(p *peerState, prev, inc string) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	p.incarnation = inc
-	p.pending = map[uint64]outMsg{}
-	for _, r := range parked {
-		p.pending[r.Seq] = outMsg{r.Method, r.Params, r.Tag}
-	}
+	p.incarnation, p.incStored = inc, true
+	p.pending = map[uint64]outMsg{} // the parked ones are read from the log after a Resend
 	p.acked, p.ackStored, p.lastSeq, p.next = 0, 0, uint64(len(parked)), 1
 	p.parkedTo = uint64(len(parked))
 	p.delivered, p.stored, p.intent, p.redeliverTo, p.ackSent = 0, 0, 0, 0, 0

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -51,68 +52,8 @@ func (n *Node) Send(ctx context.Context, to peer.ID, method string, params json.
 // transport.ErrClosedByPeer), the node is stopping, or the message is
 // invalid; a message accepted before a Close is parked by that Close.
 func (n *Node) SendMessage(ctx context.Context, m Outgoing) (uint64, error) {
-	to := m.To
-	if err := n.checkOutgoing(m); err != nil {
-		return 0, err
-	}
-	p := n.peer(to)
-	if p == nil {
-		return 0, ErrStopped
-	}
-	if err := n.reserve(ctx, p); err != nil {
-		return 0, err
-	}
-	p.sendMu.RLock()
-	defer p.sendMu.RUnlock()
-	// Admission under sendMu: a Close (which parks under sendMu's write
-	// lock) either finds this message in the log or refuses it here.
-	if err := n.tr.Admit(to); err != nil {
-		n.unreserve(p)
-		return 0, fmt.Errorf("send to %s: %w", to, err)
-	}
-	if len(m.Hints) > 0 {
-		if err := n.tr.RegisterHints(to, m.Hints...); err != nil {
-			n.unreserve(p)
-			return 0, err
-		}
-	}
-	var seq uint64
-	rec := store.OutRecord{Method: m.Method, Params: m.Params, Tag: m.Tag, At: time.Now().Round(0).UTC()}
-	err := n.st.Update(func(tx *store.Tx) error {
-		if len(m.Hints) > 0 {
-			pr, _, err := tx.Peer(p.key)
-			if err != nil {
-				return err
-			}
-			pr.Hints = mergeHints(pr.Hints, m.Hints)
-			if err := tx.PutPeer(p.key, pr); err != nil {
-				return err
-			}
-		}
-		next, _, err := tx.Peer(p.key)
-		if err != nil {
-			return err
-		}
-		if err := n.checkSize(m, next.NextSeq+1); err != nil {
-			return err
-		}
-		seq, err = tx.AppendOut(p.key, rec)
-		return err
-	})
-	n.mu.Lock()
-	p.reserved--
-	if err != nil {
-		p.roomLocked()
-		n.mu.Unlock()
-		return 0, fmt.Errorf("send to %s: %w", to, err)
-	}
-	n.metrics.sends.Inc()
-	p.pending[seq] = outMsg{m.Method, m.Params, m.Tag}
-	p.lastSeq = max(p.lastSeq, seq)
-	n.updatePinLocked(p)
-	n.kickLocked(p)
-	n.mu.Unlock()
-	return seq, nil
+	r := n.SendBatch(ctx, []Outgoing{m})[0]
+	return r.Seq, r.Err
 }
 
 // checkOutgoing validates m once: the pump and every retransmission trust
@@ -153,6 +94,25 @@ func (n *Node) checkSize(m Outgoing, seq uint64) error {
 	return nil
 }
 
+// errEvicted: the peer's state was dropped from memory while a caller
+// held it; the caller looks it up again.
+var errEvicted = errors.New("peer state evicted")
+
+// reservePeer loads id's state and takes a place in its window, waiting for
+// room until ctx ends. A reservation keeps the state in memory.
+func (n *Node) reservePeer(ctx context.Context, id peer.ID) (*peerState, error) {
+	for {
+		p := n.peer(id)
+		if p == nil {
+			return nil, ErrStopped
+		}
+		err := n.reserve(ctx, p)
+		if !errors.Is(err, errEvicted) {
+			return p, err
+		}
+	}
+}
+
 // reserve takes a place in p's window, waiting for room until ctx ends.
 func (n *Node) reserve(ctx context.Context, p *peerState) error {
 	n.mu.Lock()
@@ -160,6 +120,10 @@ func (n *Node) reserve(ctx context.Context, p *peerState) error {
 		if n.stopped {
 			n.mu.Unlock()
 			return ErrStopped
+		}
+		if p.evicted {
+			n.mu.Unlock()
+			return errEvicted
 		}
 		if int(p.lastSeq-p.acked)+p.reserved < n.opts.Window {
 			break
@@ -224,8 +188,9 @@ type Result struct {
 func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 	res := make([]Result, len(ms))
 	type accepted struct {
-		i int
-		p *peerState
+		i     int
+		p     *peerState
+		hints bool // new hints to store
 	}
 	// Reserve every place in the windows first, holding no lock (a wait for
 	// room must not hold up a Close or Discard), then take the send locks of
@@ -236,16 +201,12 @@ func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 			res[i].Err = err
 			continue
 		}
-		p := n.peer(m.To)
-		if p == nil {
-			res[i].Err = ErrStopped
-			continue
-		}
-		if err := n.reserve(ctx, p); err != nil {
+		p, err := n.reservePeer(ctx, m.To)
+		if err != nil {
 			res[i].Err = err
 			continue
 		}
-		reserved = append(reserved, accepted{i, p})
+		reserved = append(reserved, accepted{i: i, p: p})
 	}
 	var peers []*peerState
 	for _, a := range reserved {
@@ -261,12 +222,15 @@ func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 	var ok []accepted
 	for _, a := range reserved {
 		m := ms[a.i]
+		// Admission under sendMu: a Close (which parks under sendMu's
+		// write lock) either finds this message in the log or refuses it
+		// here.
 		if err := n.tr.Admit(m.To); err != nil {
 			n.unreserve(a.p)
 			res[a.i].Err = fmt.Errorf("send to %s: %w", m.To, err)
 			continue
 		}
-		if len(m.Hints) > 0 {
+		if a.hints = n.newHints(a.p, m.Hints); a.hints {
 			if err := n.tr.RegisterHints(m.To, m.Hints...); err != nil {
 				n.unreserve(a.p)
 				res[a.i].Err = err
@@ -278,25 +242,38 @@ func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 	if len(ok) == 0 {
 		return res
 	}
+	incs := map[*peerState]string{}
+	n.mu.Lock()
+	for _, p := range peers {
+		if !p.incStored && p.incarnation != "" {
+			incs[p] = p.incarnation
+		}
+	}
+	n.mu.Unlock()
 	at := time.Now().Round(0).UTC()
+	merged := map[*peerState][]string{}
 	err := n.st.Update(func(tx *store.Tx) error {
+		clear(merged)
 		for _, a := range ok {
 			m := ms[a.i]
-			if len(m.Hints) > 0 {
-				pr, _, err := tx.Peer(a.p.key)
-				if err != nil {
-					return err
-				}
-				pr.Hints = mergeHints(pr.Hints, m.Hints)
+			pr, _, err := tx.Peer(a.p.key)
+			if err != nil {
+				return err
+			}
+			changed := false
+			if inc, ok := incs[a.p]; ok && pr.Incarnation == "" {
+				pr.Incarnation, changed = inc, true
+			}
+			if a.hints {
+				pr.Hints, changed = mergeHints(pr.Hints, m.Hints), true
+				merged[a.p] = pr.Hints
+			}
+			if changed {
 				if err := tx.PutPeer(a.p.key, pr); err != nil {
 					return err
 				}
 			}
-			next, _, err := tx.Peer(a.p.key)
-			if err != nil {
-				return err
-			}
-			if err := n.checkSize(m, next.NextSeq+1); err != nil {
+			if err := n.checkSize(m, pr.NextSeq+1); err != nil {
 				res[a.i] = Result{Err: err} // this one alone is refused
 				continue
 			}
@@ -321,14 +298,37 @@ func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 		}
 		m := ms[a.i]
 		n.metrics.sends.Inc()
-		a.p.pending[res[a.i].Seq] = outMsg{m.Method, m.Params, m.Tag}
+		n.cacheLocked(a.p, res[a.i].Seq, outMsg{m.Method, m.Params, m.Tag})
 		a.p.lastSeq = max(a.p.lastSeq, res[a.i].Seq)
 	}
 	if err == nil {
+		for p, inc := range incs {
+			p.incStored = p.incStored || p.incarnation == inc
+		}
+		for p, h := range merged {
+			p.hints = h
+		}
 		for _, p := range peers {
 			n.updatePinLocked(p)
 			n.kickLocked(p)
 		}
 	}
 	return res
+}
+
+// newHints reports whether hints holds one not yet stored for p (hints are
+// registered and stored only when new: a sender that passes the same hint
+// with every message pays for it once).
+func (n *Node) newHints(p *peerState, hints []string) bool {
+	if len(hints) == 0 {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, h := range hints {
+		if !slices.Contains(p.hints, h) {
+			return true
+		}
+	}
+	return false
 }
