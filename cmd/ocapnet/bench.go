@@ -5,50 +5,64 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
+	"os"
+	"os/signal"
+	"regexp"
+	"strings"
+	"syscall"
 
 	"github.com/ocapnet/ocapnet/bench"
 )
 
 func init() {
 	register("bench", command{
-		summary: "measure throughput, latency, durability cost, recovery and memory on loopback, each next to its baseline",
+		summary: "measure throughput, latency, durability cost, recovery, memory and scale on loopback, each next to its baseline",
 		run:     runBench,
 	})
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("bench", stderr, "[--json] [--quick] [--full]")
-	asJSON := fs.Bool("json", false, "print only JSON on stdout: one object per benchmark (name, value, unit, baseline, ratio)")
+	if os.Getenv(bench.ChildEnv) != "" { // a measurement in a separate process (scale, startup)
+		return bench.RunChild(os.Stdin, stdout)
+	}
+	fs := newFlagSet("bench", stderr, "[--json] [--quick] [--js] [--only REGEXP] [--runs N] [--list]")
+	asJSON := fs.Bool("json", false, "print only JSON on stdout: one object per benchmark (name, value, unit, baseline, ratio, min, max, samples, runs, note, error)")
 	quick := fs.Bool("quick", false, "short measurements (a smoke run)")
-	full := fs.Bool("full", false, "use full ocapnet transports as the 500 peers instead of lightweight TCP-only hosts")
+	js := fs.Bool("js", false, "also run the js-libp2p pair as the echo baseline (needs Node.js 22 and `npm ci --prefix interop/node`)")
+	only := fs.String("only", "", "run only the cases whose name matches this regular expression (see --list)")
+	runs := fs.Int("runs", 5, "runs per figure (at least 5)")
+	list := fs.Bool("list", false, "list the cases and exit")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	opts := bench.Options{Quick: *quick, Full: *full}
+	if *list {
+		fmt.Fprintln(stdout, strings.Join(bench.CaseNames(), "\n"))
+		return 0
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "ocapnet bench: %v\n", err)
+		return 1
+	}
+	opts := bench.Options{Quick: *quick, JS: *js, Runs: *runs, PeerExe: exe, ChildExe: exe, ChildArgs: []string{"bench"}, Progress: stderr}
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			fmt.Fprintf(stderr, "ocapnet bench: --only: %v\n", err)
+			return 2
+		}
+		opts.Only = re
+	}
 	var emit func(bench.Result)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		emit = func(r bench.Result) { enc.Encode(r) }
-		opts.Progress = stderr
-	} else {
-		opts.Progress = stderr
 	}
-	results, err := bench.Run(context.Background(), opts, emit)
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	results, err := bench.Run(ctx, opts, emit)
 	if !*asJSON {
-		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "benchmark\tvalue\tunit\tbaseline\tratio\tnote")
-		for _, r := range results {
-			base, ratio := "", ""
-			if r.Baseline != nil {
-				base = fmt.Sprintf("%.4g", *r.Baseline)
-			}
-			if r.Ratio != nil {
-				ratio = fmt.Sprintf("%.2f", *r.Ratio)
-			}
-			fmt.Fprintf(tw, "%s\t%.4g\t%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Unit, base, ratio, r.Note)
-		}
-		tw.Flush()
+		bench.WriteTable(stdout, results)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ocapnet bench: %v\n", err)
