@@ -178,6 +178,8 @@ func runCases(ctx context.Context, o Options, cs []benchCase, emit func(Result))
 
 // runCase runs one case, turning a panic into its error.
 func runCase(ctx context.Context, e *env, c benchCase) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, caseTimeout)
+	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %v\n%s", ErrPanic, r, debug.Stack())
@@ -185,6 +187,9 @@ func runCase(ctx context.Context, e *env, c benchCase) (err error) {
 	}()
 	return c.run(ctx, e)
 }
+
+// caseTimeout bounds one case: its Sends and waits end with the context.
+const caseTimeout = 30 * time.Minute
 
 // Errors of the harness.
 var (

@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -163,30 +161,22 @@ func durableSends(ctx context.Context, dir string, n, senders int) (float64, []i
 	if txr != nil {
 		defer txr.close()
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
 	counts := make([]map[uint64]int, senders)
-	t0 := time.Now()
-	for i := range senders {
+	for i := range counts {
 		counts[i] = map[uint64]int{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				if _, err := nd.Send(ctx, away, "deliver", benchParams); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				if txr != nil {
-					counts[i][txr.txid()]++
-				}
-			}
-		}()
 	}
-	wg.Wait()
+	t0 := time.Now()
+	err = fanOut(senders, n, func(w int) error {
+		if _, err := nd.Send(ctx, away, "deliver", benchParams); err != nil {
+			return err
+		}
+		if txr != nil {
+			counts[w][txr.txid()]++
+		}
+		return nil
+	})
 	el := time.Since(t0)
-	if err, _ := firstErr.Load().(error); err != nil {
+	if err != nil {
 		return 0, nil, err
 	}
 	if txr == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,24 +63,11 @@ func (p *e2ePair) close(ctx context.Context) {
 func (p *e2ePair) throughput(ctx context.Context, n, senders int) (float64, error) {
 	start := p.acked.Load()
 	p.target.Store(start + int64(n))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
 	t0 := time.Now()
-	for range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				if _, err := p.a.Send(ctx, p.b.PeerID(), "deliver", benchParams, p.hint); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	if err := fanOut(senders, n, func(int) error {
+		_, err := p.a.Send(ctx, p.b.PeerID(), "deliver", benchParams, p.hint)
+		return err
+	}); err != nil {
 		return 0, err
 	}
 	for p.acked.Load() < start+int64(n) {

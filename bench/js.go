@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -21,14 +22,24 @@ func findJS(o Options) (nodeBin, dir string, err error) {
 	dir = o.JSDir
 	if dir == "" {
 		wd, _ := os.Getwd()
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "interop", "node", "benchpeer.mjs")); err == nil {
-				dir = filepath.Join(d, "interop", "node")
-				break
+		starts := []string{wd}
+		if _, src, _, ok := runtime.Caller(0); ok { // this source file's checkout, when built from one
+			starts = append(starts, filepath.Dir(src))
+		}
+	search:
+		for _, start := range starts {
+			for d := start; ; d = filepath.Dir(d) {
+				if _, err := os.Stat(filepath.Join(d, "interop", "node", "benchpeer.mjs")); err == nil {
+					dir = filepath.Join(d, "interop", "node")
+					break search
+				}
+				if filepath.Dir(d) == d {
+					break
+				}
 			}
-			if filepath.Dir(d) == d {
-				return "", "", skip("interop/node/benchpeer.mjs not found from %s; %s", wd, jsInstall)
-			}
+		}
+		if dir == "" {
+			return "", "", skip("interop/node/benchpeer.mjs not found from %s; %s", wd, jsInstall)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "libp2p")); err != nil {

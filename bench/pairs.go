@@ -117,7 +117,7 @@ func transportSize(ctx context.Context, e *env, path string, size int, window ti
 	for _, b := range bases {
 		bl = append(bl, lat(b))
 	}
-	ol, blat, err := alternateLatency(e.runs, lat(ours), bl...)
+	ol, blat, err := alternate(e.runs, lat(ours), bl...)
 	if err != nil {
 		return fmt.Errorf("rtt: %w", err)
 	}

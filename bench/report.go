@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"text/tabwriter"
 )
 
@@ -12,10 +13,12 @@ func num(v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "-"
-	case math.Abs(v) >= 1e5:
+	case math.Abs(v) >= 1000 || v == math.Trunc(v):
 		return fmt.Sprintf("%.0f", v)
 	default:
-		return fmt.Sprintf("%.4g", v)
+		// four significant digits, never an exponent
+		d := 3 - int(math.Floor(math.Log10(math.Abs(v))))
+		return strconv.FormatFloat(v, 'f', max(0, d), 64)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -137,9 +139,9 @@ func latencyRows(name string, ours, base [][]time.Duration, note string) []Resul
 
 // alternate runs ours and each baseline in turn, runs times (ours, base…,
 // ours, base…), and returns each one's series.
-func alternate(runs int, ours func() (float64, error), bases ...func() (float64, error)) ([]float64, [][]float64, error) {
-	var o []float64
-	b := make([][]float64, len(bases))
+func alternate[T any](runs int, ours func() (T, error), bases ...func() (T, error)) ([]T, [][]T, error) {
+	var o []T
+	b := make([][]T, len(bases))
 	for range runs {
 		v, err := ours()
 		if err != nil {
@@ -157,23 +159,25 @@ func alternate(runs int, ours func() (float64, error), bases ...func() (float64,
 	return o, b, nil
 }
 
-// alternateLatency is alternate for latency samples.
-func alternateLatency(runs int, ours func() ([]time.Duration, error), bases ...func() ([]time.Duration, error)) ([][]time.Duration, [][][]time.Duration, error) {
-	var o [][]time.Duration
-	b := make([][][]time.Duration, len(bases))
-	for range runs {
-		v, err := ours()
-		if err != nil {
-			return nil, nil, err
-		}
-		o = append(o, v)
-		for i, f := range bases {
-			v, err := f()
-			if err != nil {
-				return nil, nil, fmt.Errorf("baseline: %w", err)
+// fanOut runs f(worker) for the jobs 0..n-1 on the given number of
+// workers (each job once), and returns the first error.
+func fanOut(workers, n int, f func(worker int) error) error {
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				if err := f(w); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
 			}
-			b[i] = append(b[i], v)
-		}
+		}()
 	}
-	return o, b, nil
+	wg.Wait()
+	err, _ := firstErr.Load().(error)
+	return err
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,33 +28,20 @@ type lightPeers struct {
 
 func startLightPeers(n int) (*lightPeers, error) {
 	lp := &lightPeers{hosts: make([]host.Host, n), addrs: make([]string, n)}
-	var next atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				h, err := libp2p.New(libp2p.Identity(seed().PrivateKey()), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-					libp2p.NoTransports, libp2p.Transport(tcp.NewTCPTransport), libp2p.DefaultSecurity, libp2p.DefaultMuxers,
-					libp2p.DisableMetrics(), libp2p.DisableRelay(), libp2p.ResourceManager(&network.NullResourceManager{}))
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				h.SetStreamHandler(wire.ProtocolID, responder)
-				lp.hosts[i] = h
-				lp.addrs[i] = h.Addrs()[0].String() + "/p2p/" + h.ID().String()
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	var i atomic.Int64
+	if err := fanOut(4, n, func(int) error {
+		k := int(i.Add(1)) - 1
+		h, err := libp2p.New(libp2p.Identity(seed().PrivateKey()), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+			libp2p.NoTransports, libp2p.Transport(tcp.NewTCPTransport), libp2p.DefaultSecurity, libp2p.DefaultMuxers,
+			libp2p.DisableMetrics(), libp2p.DisableRelay(), libp2p.ResourceManager(&network.NullResourceManager{}))
+		if err != nil {
+			return err
+		}
+		h.SetStreamHandler(wire.ProtocolID, responder)
+		lp.hosts[k] = h
+		lp.addrs[k] = h.Addrs()[0].String() + "/p2p/" + h.ID().String()
+		return nil
+	}); err != nil {
 		lp.close()
 		return nil, err
 	}
@@ -168,7 +154,7 @@ func memoryCase(ctx context.Context, e *env) error {
 // transport, and per 100-byte message pending for an unreachable peer in a
 // node (the transport keeps no queue; the node's window is the queue).
 func memoryPerPeerAndMessage(ctx context.Context, dir string, n int) (perPeer, perMsg float64, err error) {
-	nd, err := quietNode(ctx, dir, node.Handler{}, n+1)
+	nd, err := quietNode(ctx, dir, node.Handler{}, 1<<20)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -187,23 +173,10 @@ func memoryPerPeerAndMessage(ctx context.Context, dir string, n int) (perPeer, p
 	away := seed().PeerID()
 	msg := []byte(`"` + strings.Repeat("x", 98) + `"`)
 	before = heapInUse()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				if _, err := nd.Send(ctx, away, "m", msg); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
+	if err := fanOut(64, n, func(int) error {
+		_, err := nd.Send(ctx, away, "m", msg)
+		return err
+	}); err != nil {
 		return 0, 0, err
 	}
 	perMsg = (heapInUse() - before) / float64(n)
