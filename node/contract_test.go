@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,6 +176,45 @@ func TestWindowRoomFromFailedReservation(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a Send waiting for room was not woken when a reservation ended (lost wakeup)")
+	}
+}
+
+// Concurrent Sends finish in any order while the store assigns sequence
+// numbers in commit order, so the window's use can shrink when a Send ends
+// without any acknowledgement: with exactly enough room for every message,
+// 64 concurrent Sends to an offline peer all return (a waiter that saw the
+// transient count is woken).
+func TestWindowExactlyFullConcurrentSends(t *testing.T) {
+	const n, senders = 1000, 64
+	for round := range 3 {
+		opts := fastOptions(t.TempDir())
+		opts.Window = n + 1
+		a := start(t, opts)
+		target := testPeer(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var next atomic.Int64
+		errs := make(chan error, senders)
+		for range senders {
+			go func() {
+				for next.Add(1) <= n {
+					if _, err := a.Send(ctx, target, "m", param(1)); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range senders {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v (%+v)", round, err, peerStatus(a.Node, target))
+			}
+		}
+		cancel()
+		if ps := peerStatus(a.Node, target); ps.NextSeq != n {
+			t.Fatalf("round %d: %d sent, want %d", round, ps.NextSeq, n)
+		}
+		stop(t, a.Node)
 	}
 }
 

@@ -135,7 +135,7 @@ func (n *Node) reserve(ctx context.Context, p *peerState) error {
 		select {
 		case <-room:
 		case <-ctx.Done():
-			err = fmt.Errorf("send to %s: %w (%d unacknowledged): %w", p.id, ErrWindowFull, n.opts.Window, ctx.Err())
+			err = fmt.Errorf("send to %s: %w (window %d): %w", p.id, ErrWindowFull, n.opts.Window, ctx.Err())
 		case <-n.ctx.Done():
 			err = ErrStopped
 		}
@@ -287,13 +287,28 @@ func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 	})
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	// The store assigns sequence numbers in commit order, but concurrent
+	// batches reach this point in any order: a later one's higher seq may
+	// be counted (lastSeq) while an earlier one still holds its
+	// reservation, so the window's use can shrink when the earlier one
+	// ends. Waiters are woken whenever it does.
+	use := map[*peerState]int{}
+	for _, p := range peers {
+		use[p] = int(p.lastSeq-p.acked) + p.reserved
+	}
+	defer func() {
+		for _, p := range peers {
+			if int(p.lastSeq-p.acked)+p.reserved < use[p] {
+				p.roomLocked()
+			}
+		}
+	}()
 	for _, a := range ok {
 		a.p.reserved--
 		if err != nil || res[a.i].Err != nil {
 			if err != nil {
 				res[a.i] = Result{Err: fmt.Errorf("send to %s: %w", ms[a.i].To, err)}
 			}
-			a.p.roomLocked()
 			continue
 		}
 		m := ms[a.i]
