@@ -32,15 +32,23 @@ func (n *Node) activityLoop() {
 // evictIdlePeers drops from memory the least recently active peers beyond
 // MaxIdlePeers that have nothing in flight. This bounds memory, never
 // correctness: a peer is evicted only when everything about it is on disk
-// (delivered position, intent, incarnation, acknowledgements, its log), so
-// its next contact reloads exactly where it was, however many identities
-// passed through meanwhile (upstream keeps every peer in memory for ever,
-// W16). The store keeps the record of every peer that exchanged a message;
-// an identity that only handshook costs nothing on disk.
+// (delivered position, incarnation, acknowledgements, its log), so its next
+// contact reloads exactly where it was, however many identities passed
+// through meanwhile (upstream keeps every peer in memory for ever, W16). The
+// store keeps the record of every peer that exchanged a message; an
+// identity that only handshook costs nothing on disk.
+//
+// The delivery intent is the one thing trimmed first: numbers reserved
+// ahead by this process (docs/DELIVERY.md "Intent") are given back on disk,
+// down to what was delivered or, if larger, to the range a crashed earlier
+// process may have delivered. A reloaded peer treats its stored intent as
+// that crash window, so without the trim its next messages would be marked
+// as redeliveries although this process knows they are not.
 func (n *Node) evictIdlePeers() {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if len(n.peers) <= n.opts.MaxIdlePeers {
+	excess := len(n.peers) - n.opts.MaxIdlePeers
+	if excess <= 0 {
+		n.mu.Unlock()
 		return
 	}
 	var cands []*peerState
@@ -50,12 +58,18 @@ func (n *Node) evictIdlePeers() {
 		}
 	}
 	slices.SortFunc(cands, func(a, b *peerState) int { return a.lastActive.Compare(b.lastActive) })
-	evicted := 0
+	// Nobody may be in the middle of working on them: their locks are held
+	// from here to the drop.
+	var locked []*peerState
+	type trim struct {
+		p  *peerState
+		to uint64
+	}
+	var trims []trim
 	for _, p := range cands {
-		if len(n.peers) <= n.opts.MaxIdlePeers {
+		if len(locked) == excess {
 			break
 		}
-		// Nobody may be in the middle of working on it.
 		if !p.recvMu.TryLock() {
 			continue
 		}
@@ -63,10 +77,52 @@ func (n *Node) evictIdlePeers() {
 			p.recvMu.Unlock()
 			continue
 		}
-		n.dropPeerLocked(p)
-		p.sendMu.Unlock()
-		p.recvMu.Unlock()
-		evicted++
+		locked = append(locked, p)
+		if keep := max(p.delivered, p.redeliverTo); p.intent > keep {
+			trims = append(trims, trim{p, keep})
+		}
+	}
+	n.mu.Unlock()
+	defer func() {
+		for _, p := range locked {
+			p.sendMu.Unlock()
+			p.recvMu.Unlock()
+		}
+	}()
+	if len(trims) > 0 {
+		err := n.st.Update(func(tx *store.Tx) error {
+			for _, t := range trims {
+				rec, ok, err := tx.Peer(t.p.key)
+				if err != nil {
+					return err
+				}
+				if ok && rec.Intent > t.to {
+					rec.Intent = t.to
+					if err := tx.PutPeer(t.p.key, rec); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			if !errors.Is(err, store.ErrClosed) {
+				n.log.Error("trimming idle peers' delivery intents failed: kept in memory", "err", err)
+			}
+			return
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, t := range trims {
+		t.p.intent = t.to
+	}
+	evicted := 0
+	for _, p := range locked {
+		if !n.stopped && n.evictableLocked(p) {
+			n.dropPeerLocked(p)
+			evicted++
+		}
 	}
 	if evicted > 0 {
 		n.metrics.evictions.Add(float64(evicted))
