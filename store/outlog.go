@@ -116,9 +116,11 @@ func (t *Tx) Ack(id string, upTo uint64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := deleteRange(b, rec.Acked+1, upTo)
-	if err != nil {
-		return 0, err
+	n := 0
+	if b != nil {
+		if n, err = deleteRange(b, rec.Acked+1, upTo); err != nil {
+			return 0, err
+		}
 	}
 	rec.Acked = upTo
 	rec.OutLen -= min(rec.OutLen, uint64(n))
@@ -159,7 +161,7 @@ func (t *Tx) DeleteOut(id string, seqs []uint64) error {
 		return err
 	}
 	b, err := t.outBucket(id, false)
-	if err != nil {
+	if b == nil || err != nil {
 		return err
 	}
 	for _, s := range seqs {

@@ -67,6 +67,9 @@ func (t *Tx) DiscardParked(id string) ([]OutRecord, error) {
 	if err != nil {
 		return nil, err
 	}
+	if b == nil {
+		return nil, fmt.Errorf("store: peer %s: %w (parked messages but no outbound log)", id, ErrCorrupt)
+	}
 	n, err := deleteRange(b, rec.Acked+1, rec.ParkedTo)
 	if err != nil {
 		return nil, err
@@ -86,6 +89,9 @@ func (t *Tx) setParked(id string, rs []OutRecord, parked bool) error {
 	b, err := t.outBucket(id, false)
 	if err != nil {
 		return err
+	}
+	if b == nil && len(rs) > 0 {
+		return fmt.Errorf("store: peer %s: %w (messages but no outbound log)", id, ErrCorrupt)
 	}
 	for i := range rs {
 		rs[i].Parked = parked

@@ -69,28 +69,25 @@ func (t *Tx) peerBucket(id string, create bool) (*bolt.Bucket, error) {
 	if b := peers.Bucket([]byte(id)); b != nil || !create {
 		return b, nil
 	}
-	b, err := peers.CreateBucket([]byte(id))
-	if err != nil {
-		return nil, err
-	}
-	if _, err := b.CreateBucket(bucketOut); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return peers.CreateBucket([]byte(id))
 }
 
-// outBucket returns the peer's outbound log (nil if the peer is not stored
-// and !create).
+// outBucket returns the peer's outbound log, creating it (and the peer's
+// bucket) if create. Without create it is nil if the peer has never had a
+// message appended. The log is created by the first append only: a peer
+// bucket without a sub-bucket is small enough for bbolt to keep inline in
+// its parent's page, so a peer that only ever sent to us (every identity of
+// a flood that delivered a message) costs about its record on disk, not a
+// 4 KiB page of its own.
 func (t *Tx) outBucket(id string, create bool) (*bolt.Bucket, error) {
 	b, err := t.peerBucket(id, create)
 	if b == nil || err != nil {
 		return nil, err
 	}
-	out := b.Bucket(bucketOut)
-	if out == nil {
-		return nil, fmt.Errorf("store: peer %s: %w (no outbound log)", id, ErrCorrupt)
+	if out := b.Bucket(bucketOut); out != nil || !create {
+		return out, nil
 	}
-	return out, nil
+	return b.CreateBucket(bucketOut)
 }
 
 // Peer returns a peer's record.

@@ -16,7 +16,9 @@ const SchemaVersion = 3
 //	                      identity, lastActive, relays (JSON)
 //	peers/<peer ID>/      record: PeerRecord (JSON)
 //	peers/<peer ID>/out/  <seq>: OutRecord without Seq (binary; JSON if
-//	                      written by schema ≤ 2: see encoding.go)
+//	                      written by schema ≤ 2: see encoding.go); created
+//	                      by the first append (a peer without it is small
+//	                      enough to be kept inline)
 //	events/               <id>: the daemon's event, as given
 var (
 	bucketMeta  = []byte("meta")
