@@ -272,10 +272,12 @@ func (n *Node) resume(lastActive time.Time) error {
 				cleared = append(cleared, s)
 				rec.FailedSince = time.Time{}
 			}
-			// Peers with messages in flight, and peers whose failure
-			// state survives this start, are loaded now: the first must
-			// be redelivered, the second reported. The rest load on use.
-			if rec.NextSeq > rec.Acked || !rec.FailedSince.IsZero() {
+			// Peers with messages in flight, peers whose failure state
+			// survives this start and JavaScript peers active shortly
+			// before are loaded now: the first must be redelivered, the
+			// second reported, the third given a channel. The rest load
+			// on use.
+			if rec.NextSeq > rec.Acked || !rec.FailedSince.IsZero() || recentLegacy(rec, now) {
 				busy = append(busy, loaded{pid, rec})
 			}
 			return nil
@@ -307,6 +309,9 @@ func (n *Node) resume(lastActive time.Time) error {
 		if !l.rec.FailedSince.IsZero() {
 			n.tr.RestoreFailed(l.id, l.rec.FailedSince)
 		}
+		if recentLegacy(l.rec, now) {
+			n.tr.PromptLegacy(l.id)
+		}
 	}
 	n.mu.Lock()
 	for _, l := range busy {
@@ -320,6 +325,15 @@ func (n *Node) resume(lastActive time.Time) error {
 		n.events.Push(WakeDetected{Gap: gap, AcrossRestart: true})
 	}
 	return nil
+}
+
+// legacyRecent: a JavaScript peer active this recently before a start may
+// hold messages for us that it cannot deliver by itself (its dials are
+// rate limited, docs/PROTOCOL.md "Living with the JavaScript transport").
+const legacyRecent = 10 * time.Minute
+
+func recentLegacy(rec store.PeerRecord, now time.Time) bool {
+	return rec.Legacy && now.Sub(rec.LastActive) < legacyRecent
 }
 
 // PeerID returns this node's peer ID.

@@ -91,7 +91,11 @@ type peerState struct {
 	inEpoch     uint64 // bumped when the inbound state is reset (peer restart)
 	incarnation string // the peer's incarnation (persisted once there is state to protect, incStored)
 	incStored   bool
-	lastActive  time.Time
+	// legacy: the peer's channel lacks the close feature (a JavaScript
+	// kernel); persisted with the next record write (legacyStored), so that
+	// a restart can give it a channel (docs/PROTOCOL.md).
+	legacy, legacyStored bool
+	lastActive           time.Time
 }
 
 // newPeerState makes the in-memory state of a peer from its stored record
@@ -109,6 +113,7 @@ func newPeerState(id peer.ID, rec store.PeerRecord, ok bool, gen uint64) *peerSt
 	p.delivered, p.stored, p.intent = rec.Delivered, rec.Delivered, rec.Intent
 	p.redeliverTo = rec.Intent
 	p.incarnation, p.incStored = rec.Incarnation, rec.Incarnation != ""
+	p.legacy, p.legacyStored = rec.Legacy, true
 	p.lastActive = rec.LastActive
 	p.hints = slices.Clone(rec.Hints)
 	return p

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -23,6 +24,7 @@ func (n *Node) onChannel(id peer.ID, gen uint64) {
 	if !n.await() {
 		return
 	}
+	legacy := !slices.Contains(n.tr.Peer(id).Features, wire.FeatureClose)
 	var p *peerState
 	for {
 		if p = n.peer(id); p == nil {
@@ -37,6 +39,9 @@ func (n *Node) onChannel(id peer.ID, gen uint64) {
 	defer n.mu.Unlock()
 	if n.stopped || gen < p.chGen {
 		return // stale: a newer channel was reported already
+	}
+	if p.legacy != legacy {
+		p.legacy, p.legacyStored = legacy, false
 	}
 	if p.chGen != 0 && p.outstandingLocked() {
 		n.metrics.retransmits.Inc()

@@ -95,6 +95,7 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 		n.reserveAheadLocked(p, e.Seq)
 	}
 	batch, inc := n.intentBatchLocked(p), p.incarnation
+	legacy, legacyDirty := p.legacy, !p.legacyStored
 	n.mu.Unlock()
 
 	if persist {
@@ -113,6 +114,9 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 				// with it (a peer that restarts later is recognised).
 				rec.Incarnation = inc
 			}
+			if legacyDirty {
+				rec.Legacy = legacy
+			}
 			return tx.PutPeer(p.key, rec)
 		})
 		if err != nil {
@@ -125,6 +129,7 @@ func (n *Node) onFrame(from peer.ID, frame []byte) {
 		p.delivered = max(p.delivered, skipTo)
 		p.stored = max(p.stored, skipTo)
 		p.incStored = p.incStored || inc != ""
+		p.legacyStored = p.legacyStored || (legacyDirty && p.legacy == legacy)
 		n.mu.Unlock()
 	}
 	if n.h.OnMessage != nil {

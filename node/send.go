@@ -243,10 +243,14 @@ func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 		return res
 	}
 	incs := map[*peerState]string{}
+	legs := map[*peerState]bool{}
 	n.mu.Lock()
 	for _, p := range peers {
 		if !p.incStored && p.incarnation != "" {
 			incs[p] = p.incarnation
+		}
+		if !p.legacyStored {
+			legs[p] = p.legacy
 		}
 	}
 	n.mu.Unlock()
@@ -263,6 +267,9 @@ func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 			changed := false
 			if inc, ok := incs[a.p]; ok && pr.Incarnation == "" {
 				pr.Incarnation, changed = inc, true
+			}
+			if l, ok := legs[a.p]; ok && pr.Legacy != l {
+				pr.Legacy, changed = l, true
 			}
 			if a.hints {
 				pr.Hints, changed = mergeHints(pr.Hints, m.Hints), true
@@ -319,6 +326,9 @@ func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 	if err == nil {
 		for p, inc := range incs {
 			p.incStored = p.incStored || p.incarnation == inc
+		}
+		for p, l := range legs {
+			p.legacyStored = p.legacyStored || p.legacy == l
 		}
 		for p, h := range merged {
 			p.hints = h

@@ -31,6 +31,11 @@ type PeerRecord struct {
 	FailedSince time.Time `json:"failedSince,omitzero"`
 	// LastActive is the last time anything was exchanged with the peer.
 	LastActive time.Time `json:"lastActive,omitzero"`
+	// Legacy is true when the peer's last channel lacked ocapnet's close
+	// feature (a JavaScript kernel): after a restart the node gives such a
+	// peer, if it was active shortly before, a fresh channel itself
+	// (docs/PROTOCOL.md "Living with the JavaScript transport").
+	Legacy bool `json:"legacy,omitempty"`
 
 	// The fields below are kept by the store from the outbound log (schema
 	// 3); PutPeer ignores the values it is given for them.

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/ocapnet/ocapnet/wire"
 )
 
@@ -45,10 +47,40 @@ const (
 // isLegacy reports whether a channel's handshake lacked FeatureClose.
 func (ch *channel) isLegacy() bool { return !slices.Contains(ch.features, wire.FeatureClose) }
 
-// legacyPeerLocked reports whether p's last handshake (if there was one)
-// lacked FeatureClose.
+// legacyPeerLocked reports whether p's last handshake lacked FeatureClose
+// or, before any handshake in this run, whether the layer above said so
+// (PromptLegacy).
 func (p *peerState) legacyPeerLocked() bool {
-	return p.incarnation != "" && !slices.Contains(p.features, wire.FeatureClose)
+	if p.incarnation == "" {
+		return p.legacyRestored
+	}
+	return !slices.Contains(p.features, wire.FeatureClose)
+}
+
+// PromptLegacy tells the transport, at start, that id was a JavaScript peer
+// (its last channel, in an earlier run, lacked FeatureClose) active shortly
+// before: it may hold messages for us while its own dials are spent against
+// us (§5.8: 10 a minute; a restart of ours costs it several), and its
+// RemoteHandle gives up on them after 40 s. So we give it a channel
+// ourselves (inbound streams are not rate limited on its side), with the
+// legacy pacing, and keep trying for legacyPromptWindow even if nothing
+// else needs it. Hints must be registered first.
+func (t *Transport) PromptLegacy(id peer.ID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	p := t.peerLocked(id)
+	if p.incarnation == "" {
+		p.legacyRestored = true
+	}
+	if p.ch != nil || !p.legacyPeerLocked() {
+		return
+	}
+	p.promptUntil = t.opts.Now().Add(legacyPromptWindow)
+	t.metrics.legacyRefreshes.Inc()
+	t.ensureConnectorLocked(p)
 }
 
 // lingerLocked keeps a replaced legacy channel open and read, but never

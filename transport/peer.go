@@ -27,33 +27,34 @@ type peerState struct {
 	gateN     atomic.Int32  // mirror of gate for the readers' lock-free fast path
 
 	// Guarded by Transport.mu.
-	state        State
-	since        time.Time
-	ch           *channel // the registered channel
-	pinned       bool     // the layer above has work for the peer
-	waiters      int      // Sends waiting for a channel
-	wantDial     bool     // Reconnect asked for a connection
-	hints        []string
-	closed       bool // closed here with Close
-	closedByPeer bool // the peer sent the close signal
-	gaveUp       bool // MaxRetryAttempts reached
-	dialing      bool // the connector goroutine runs
-	attempt      int
-	nextRetry    time.Time
-	lastErr      string
-	failed       bool
-	history      []failure
-	incarnation  string   // from the last handshake
-	features     []string // from the last handshake
-	lastActive   time.Time
-	lingering    []*channel    // replaced channels of a legacy peer, kept open (legacy.go)
-	promptUntil  time.Time     // a legacy peer whose stream ended is dialled until then (legacy.go)
-	settleUntil  time.Time     // a legacy peer is not dialled before then (legacy.go)
-	strayTimer   *time.Timer   // prompts a fresh channel after the peer's extra handshakes time out (legacy.go)
-	lastDial     time.Time     // when we last opened a stream to the peer
-	gate         int           // losing channels still being drained + outbound handshakes in progress
-	gateChanged  chan struct{} // closed (and replaced) whenever the gate or a channel's loser flag changes
-	linkChanged  chan struct{} // closed (and replaced) when a channel is registered or the link ends
+	state          State
+	since          time.Time
+	ch             *channel // the registered channel
+	pinned         bool     // the layer above has work for the peer
+	waiters        int      // Sends waiting for a channel
+	wantDial       bool     // Reconnect asked for a connection
+	hints          []string
+	closed         bool // closed here with Close
+	closedByPeer   bool // the peer sent the close signal
+	gaveUp         bool // MaxRetryAttempts reached
+	dialing        bool // the connector goroutine runs
+	attempt        int
+	nextRetry      time.Time
+	lastErr        string
+	failed         bool
+	history        []failure
+	incarnation    string   // from the last handshake
+	features       []string // from the last handshake
+	lastActive     time.Time
+	lingering      []*channel    // replaced channels of a legacy peer, kept open (legacy.go)
+	promptUntil    time.Time     // a legacy peer whose stream ended is dialled until then (legacy.go)
+	legacyRestored bool          // the layer above said it was a JavaScript peer in an earlier run (PromptLegacy)
+	settleUntil    time.Time     // a legacy peer is not dialled before then (legacy.go)
+	strayTimer     *time.Timer   // prompts a fresh channel after the peer's extra handshakes time out (legacy.go)
+	lastDial       time.Time     // when we last opened a stream to the peer
+	gate           int           // losing channels still being drained + outbound handshakes in progress
+	gateChanged    chan struct{} // closed (and replaced) whenever the gate or a channel's loser flag changes
+	linkChanged    chan struct{} // closed (and replaced) when a channel is registered or the link ends
 }
 
 type failure struct {
