@@ -455,7 +455,7 @@ func TestUpstreamJSRestartWithFullGoWindow(t *testing.T) {
 // acknowledges them: what an upstream peer does after closeConnection
 // (reference §5.9, W10). It waits for the node.Stalled event (StallRounds
 // ack timeouts: 1 + 2 + 4 s with the test's 1 s ack timeout).
-func goReportsStalledPeer(g *goNode, p peer.ID) error {
+func goReportsStalledPeer(g *goNode, p peer.ID) (*node.Stalled, error) {
 	stalled := func() *node.Stalled {
 		g.mu.Lock()
 		defer g.mu.Unlock()
@@ -467,12 +467,13 @@ func goReportsStalledPeer(g *goNode, p peer.ID) error {
 		return nil
 	}
 	if ok, _ := poll(20*time.Second, func() bool { return stalled() != nil }); !ok {
-		return fmt.Errorf("no node.Stalled event for %s within 20 s", p)
+		return nil, fmt.Errorf("no node.Stalled event for %s within 20 s", p)
 	}
-	if s := stalled(); s.Unacked == 0 {
-		return fmt.Errorf("node.Stalled for %s says nothing is unacknowledged: %+v", p, *s)
+	s := stalled()
+	if s.Unacked == 0 {
+		return s, fmt.Errorf("node.Stalled for %s says nothing is unacknowledged: %+v", p, *s)
 	}
-	return nil
+	return s, nil
 }
 
 // (c) JS silent close: the JS peer calls closeConnection (it sends nothing,
@@ -507,9 +508,13 @@ func TestUpstreamJSSilentClose(t *testing.T) {
 	if v.acked != ackedBefore {
 		t.Errorf("the Go node saw acknowledgements up to %d after the JS close (before: %d)", v.acked, ackedBefore)
 	}
-	if err := goReportsStalledPeer(g, p.jsID); err != nil {
+	s, err := goReportsStalledPeer(g, p.jsID)
+	if err != nil {
 		t.Errorf("the Go node does not report the stalled JS peer: %v", err)
+		return
 	}
+	result(t, "js-silent-close-stalled", "node.Stalled after %d ack-timeout rounds: %d unacknowledged, unacknowledged since %.1fs after the close (reported by %.1fs)",
+		s.Rounds, s.Unacked, s.Since.Sub(closedAt).Seconds(), time.Since(closedAt).Seconds())
 }
 
 func peerState(g *goNode, id peer.ID) string {
