@@ -40,8 +40,8 @@ type channel struct {
 	probing     bool         // a liveness probe runs (guarded by mu)
 	lastUse     atomic.Int64 // unix nanoseconds of the last frame read or written
 
+	w             io.Writer // where frames are written: s (a test may wrap it); guarded by the peer's send semaphore
 	writeDeadline time.Time // guarded by the peer's send semaphore
-	wbuf          []byte    // the write buffer, reused between writes (guarded by the send semaphore)
 }
 
 func (t *Transport) handshakeOutbound(s network.Stream, p *peerState) (*channel, error) {
@@ -60,7 +60,7 @@ func (t *Transport) handshakeOutbound(s network.Stream, p *peerState) (*channel,
 		return nil, fmt.Errorf("%w: expected handshakeAck: %v", ErrHandshakeFailed, errOr(err, "got handshake"))
 	}
 	_ = s.SetDeadline(time.Time{})
-	return &channel{p: p, s: s, r: r, outbound: true, features: ack.Features, incarnation: ack.IncarnationID}, nil
+	return &channel{p: p, s: s, w: s, r: r, outbound: true, features: ack.Features, incarnation: ack.IncarnationID}, nil
 }
 
 func errOr(err error, s string) any {
@@ -258,11 +258,28 @@ func (t *Transport) waitGate(ch *channel) {
 // after the peer's inbound rate limiter allows (pausing reads, never
 // dropping). A replaced channel's loop first lets its replacement wait until
 // it is drained, so that frames are delivered in the order they were written.
+//
+// The per-frame work is kept small: the limiter is charged for a batch of
+// frames at once (inboundCredit, at most a tenth of the burst, so pacing is
+// unchanged), and the channel's last use and the received counters are
+// updated when the read buffer is drained or a batch is charged, not per
+// frame.
 func (t *Transport) readLoop(ch *channel) {
 	p := ch.p
+	chunk := max(1, min(t.opts.InboundBurst/10, inboundCredit))
+	credit, frames, bytes := 0, 0, 0
+	publish := func() {
+		ch.lastUse.Store(time.Now().UnixNano())
+		t.metrics.msgsIn.Add(float64(frames))
+		t.metrics.bytesIn.Add(float64(bytes))
+		frames, bytes = 0, 0
+	}
 	for {
 		frame, err := ch.r.ReadFrame()
 		if err != nil {
+			if frames > 0 {
+				publish()
+			}
 			t.readEnded(ch, err)
 			return
 		}
@@ -276,15 +293,21 @@ func (t *Transport) readLoop(ch *channel) {
 		if p.gateN.Load() != 0 {
 			t.waitGate(ch)
 		}
-		if !p.limiter.Allow() {
-			if err := p.limiter.Wait(t.ctx); err != nil {
-				t.readEnded(ch, ErrStopped)
-				return
+		if credit == 0 {
+			if !p.limiter.AllowN(time.Now(), chunk) {
+				if err := p.limiter.WaitN(t.ctx, chunk); err != nil {
+					t.readEnded(ch, ErrStopped)
+					return
+				}
 			}
+			credit = chunk
 		}
-		ch.lastUse.Store(time.Now().UnixNano())
-		t.metrics.msgsIn.Inc()
-		t.metrics.bytesIn.Add(float64(len(frame)))
+		credit--
+		frames++
+		bytes += len(frame)
+		if credit == 0 || ch.r.Buffered() == 0 {
+			publish()
+		}
 		if t.log.Enabled(context.Background(), slog.LevelDebug-4) {
 			t.log.Log(context.Background(), slog.LevelDebug-4, "deliver", "peer", p.id, "stream", ch.s.ID(), "frame", string(frame))
 		}
@@ -295,6 +318,10 @@ func (t *Transport) readLoop(ch *channel) {
 		}
 	}
 }
+
+// inboundCredit is the most inbound frames charged to a peer's rate limiter
+// at once.
+const inboundCredit = 256
 
 // readEnded handles the end of ch's read loop (in the loop's goroutine).
 func (t *Transport) readEnded(ch *channel, err error) {
@@ -472,7 +499,7 @@ func (t *Transport) handleStream(s network.Stream) {
 		return
 	}
 	t.mu.Unlock()
-	ch := &channel{p: p, s: s, r: r, features: hs.Features, incarnation: hs.IncarnationID}
+	ch := &channel{p: p, s: s, w: s, r: r, features: hs.Features, incarnation: hs.IncarnationID}
 	if err := t.afterHandshake(ch); err != nil {
 		t.sum.Info("inbound-rejected", "inbound channel rejected", "peer", id, "err", err)
 		s.Reset()
