@@ -13,6 +13,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ocapnet/ocapnet/wire"
 )
@@ -155,4 +157,37 @@ func TestBackpressureThenWriteTimeout(t *testing.T) {
 		t.Errorf("%d runs (%d MiB) written before blocking: the peer's window did not hold us back", written, written*240>>10)
 	}
 	waitFor(t, 5*time.Second, "channel forgotten", func() bool { return a.state(x.ID()) != StateConnected })
+}
+
+// A liveness probe over a yamux connection is a yamux ping: it opens no
+// stream (no libp2p ping reaches the peer), and the link stays up.
+func TestLivenessProbeOpensNoStream(t *testing.T) {
+	a := startNode(t, func(o *Options) {
+		o.LivenessInterval = 50 * time.Millisecond
+		o.LivenessTimeout = 2 * time.Second
+	})
+	b := startNode(t, nil)
+	var pings sync.Mutex
+	libp2pPings := 0
+	b.Host().SetStreamHandler(ping.ID, func(s network.Stream) {
+		pings.Lock()
+		libp2pPings++
+		pings.Unlock()
+		s.Reset()
+	})
+	sendAll(t, a, b.PeerID(), []string{"hello"}, b.addr(t))
+	waitMessages(t, b, a.PeerID(), []string{"hello"})
+	waitFor(t, 10*time.Second, "five probes", func() bool { return testutil.ToFloat64(a.metrics.probes) >= 5 })
+	pings.Lock()
+	n := libp2pPings
+	pings.Unlock()
+	if n != 0 {
+		t.Errorf("%d libp2p pings reached the peer: probes opened streams", n)
+	}
+	if got := testutil.ToFloat64(a.metrics.probesFailed); got != 0 {
+		t.Errorf("%v probes failed against a live peer", got)
+	}
+	if a.state(b.PeerID()) != StateConnected {
+		t.Errorf("A sees B %v after the probes", a.state(b.PeerID()))
+	}
 }

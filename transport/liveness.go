@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	"github.com/libp2p/go-yamux/v5"
 	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/ocapnet/ocapnet/internal/p2phost"
@@ -112,15 +114,8 @@ func (t *Transport) livenessLoop() {
 func (t *Transport) probe(ch *channel) {
 	ctx, cancel := context.WithTimeout(t.ctx, t.opts.LivenessTimeout)
 	defer cancel()
-	res, ok := <-ping.Ping(network.WithNoDial(network.WithAllowLimitedConn(ctx, "ocapnet-liveness"), "liveness"), t.h, ch.p.id)
-	var err error
-	switch {
-	case ok && res.Error == nil:
-	case !ok:
-		err = errors.New("liveness check timed out")
-	default:
-		err = res.Error
-	}
+	err := t.ping(ctx, ch)
+	t.metrics.probes.Inc()
 	next := time.Now().Add(t.jitteredInterval())
 	verdict := probeVerdict(err)
 	switch verdict {
@@ -146,6 +141,40 @@ func (t *Transport) probe(ch *channel) {
 	t.sum.Info("unresponsive", "peer unresponsive: closing its connection", "peer", ch.p.id, "err", err)
 	_ = ch.s.Conn().Close()
 	t.channelFailed(ch, err)
+}
+
+// ping checks ch's connection once. Over a yamux connection (TCP,
+// WebSocket, relayed circuits: what JavaScript kernels use) it sends one
+// yamux ping frame, which the peer's muxer answers: no stream is opened, so
+// a probe costs two 12-byte frames and no protocol negotiation, resource
+// scope or handler on either side (a libp2p ping opens a stream, negotiates
+// /ipfs/ping/1.0.0 and exchanges 32 random bytes each way: five times the
+// CPU). Other connections (QUIC) use libp2p ping.
+func (t *Transport) ping(ctx context.Context, ch *channel) error {
+	var sess *yamux.Session
+	if ch.s.Conn().As(&sess) {
+		done := make(chan error, 1)
+		t.wg.Add(1) // safe: the caller is counted; Stop closes the host, which ends the ping
+		go func() {
+			defer t.wg.Done()
+			_, err := sess.Ping()
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("liveness check timed out: %w", ctx.Err())
+		}
+	}
+	res, ok := <-ping.Ping(network.WithNoDial(network.WithAllowLimitedConn(ctx, "ocapnet-liveness"), "liveness"), t.h, ch.p.id)
+	switch {
+	case ok && res.Error == nil:
+		return nil
+	case !ok:
+		return errors.New("liveness check timed out")
+	}
+	return res.Error
 }
 
 type verdict int

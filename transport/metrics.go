@@ -8,6 +8,7 @@ type metrics struct {
 	msgsIn, msgsOut   prometheus.Counter
 	bytesIn, bytesOut prometheus.Counter
 	writes            prometheus.Counter
+	probes            prometheus.Counter
 	probesFailed      prometheus.Counter
 	probesLocal       prometheus.Counter
 	probesDeferred    prometheus.Counter
@@ -30,6 +31,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bytesIn:           prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_bytes_received_total", Help: "Application payload bytes received."}),
 		bytesOut:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_bytes_sent_total", Help: "Application payload bytes written."}),
 		writes:            prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_writes_total", Help: "Stream writes (each carries one or more coalesced frames)."}),
+		probes:            prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_probes_total", Help: "Liveness probes made (a yamux ping over yamux connections, else a libp2p ping)."}),
 		probesFailed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_failures_total", Help: "Liveness probes without an answer (the connection was closed)."}),
 		probesLocal:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_local_refusals_total", Help: "Liveness probes refused by a local resource limit (not counted against the peer)."}),
 		probesDeferred:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_deferred_total", Help: "Liveness probes deferred to the next tick because the most probes were in flight."}),
@@ -44,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_handshake_failures_total", Help: "Failed or rejected handshakes."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probesFailed, m.probesLocal, m.probesDeferred, m.evictions, m.admissionRefused, m.rateRefused, m.strayHandshakes, m.legacyRefreshes, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probes, m.probesFailed, m.probesLocal, m.probesDeferred, m.evictions, m.admissionRefused, m.rateRefused, m.strayHandshakes, m.legacyRefreshes, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
 	}
 	return m
 }
