@@ -36,8 +36,7 @@ type channel struct {
 	resetByUs   bool         // we reset it on purpose (legacy.go; guarded by mu)
 	strayed     bool         // a stray handshake was seen on it (legacy.go; guarded by mu)
 	gen         uint64       // generation, unique per transport, set when registered (guarded by mu)
-	nextProbe   time.Time    // when the liveness loop probes this channel next (guarded by mu)
-	probing     bool         // a liveness probe runs (guarded by mu)
+	probeTimer  *time.Timer  // fires the next liveness probe (liveness.go; guarded by mu)
 	lastUse     atomic.Int64 // unix nanoseconds of the last frame read or written
 
 	w             io.Writer // where frames are written: s (a test may wrap it); guarded by the peer's send semaphore
@@ -149,9 +148,10 @@ func (t *Transport) register(ch *channel) (registered bool, err error) {
 		t.channels++
 	}
 	p.ch = ch
-	if t.opts.LivenessInterval > 0 {
-		ch.nextProbe = t.firstProbe(time.Now())
+	if old != nil {
+		stopProbesLocked(old)
 	}
+	t.scheduleProbesLocked(ch)
 	if ch.outbound {
 		p.dialing = false // the connector's dial ends here
 	}
@@ -344,13 +344,13 @@ func (t *Transport) readEnded(ch *channel, err error) {
 			t.promptLocked(p)
 		}
 		t.mu.Unlock()
-		_ = ch.s.Close()
+		t.closeAfterWrite(ch)
 		return
 	}
 	if ch.loser {
 		t.gateReleaseLocked(p)
 		t.mu.Unlock()
-		_ = ch.s.Close()
+		t.closeAfterWrite(ch)
 		return
 	}
 	prompt := p.ch == ch && ch.isLegacy() && !ch.resetByUs
@@ -364,7 +364,7 @@ func (t *Transport) readEnded(ch *channel, err error) {
 			t.promptLocked(p)
 		}
 		t.mu.Unlock()
-		_ = ch.s.Close()
+		t.closeAfterWrite(ch)
 		return
 	}
 	t.forgetChannelLocked(ch, err)
@@ -373,6 +373,19 @@ func (t *Transport) readEnded(ch *channel, err error) {
 	}
 	t.mu.Unlock()
 	_ = ch.s.Reset()
+}
+
+// closeAfterWrite closes ch's stream once a write in progress has ended,
+// in a goroutine of its own. The peer still reads a stream whose read side
+// ended (a replaced or losing channel is drained to its end), so a Send that
+// took ch just before it was replaced or forgotten completes there, instead
+// of failing on our own close; later Sends use the next channel.
+func (t *Transport) closeAfterWrite(ch *channel) {
+	t.goTracked(func() {
+		ch.p.sendSem <- struct{}{}
+		_ = ch.s.Close()
+		<-ch.p.sendSem
+	})
 }
 
 // channelFailed forgets ch (if it is still p's channel: a replaced channel
@@ -415,6 +428,7 @@ func (t *Transport) detachLocked(p *peerState) *channel {
 		return nil
 	}
 	p.ch = nil
+	stopProbesLocked(ch)
 	p.lastActive = t.opts.Now()
 	t.channels--
 	t.h.ConnManager().Unprotect(p.id, "ocapnet-channel")

@@ -156,10 +156,17 @@ func (t *Transport) TrySendFramesOn(ctx context.Context, id peer.ID, frames [][]
 // maxWriteChunk is the most bytes of frames gathered into one write.
 const maxWriteChunk = 256 << 10
 
-// writeBufs are the write buffers, maxWriteChunk bytes each, shared by all
-// channels: a channel holds one only while it writes, so thousands of idle
-// channels hold none, and a busy one does not regrow its buffer per run.
-var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteChunk); return &b }}
+// smallWrite is the size of the small write buffers, for runs that fit.
+const smallWrite = 16 << 10
+
+// smallBufs and bigBufs are the write buffers (smallWrite and maxWriteChunk
+// bytes) shared by all channels: a channel holds one only while it writes,
+// so thousands of idle channels hold none, a busy one does not regrow its
+// buffer per run, and a lone small frame does not touch a big buffer.
+var (
+	smallBufs = sync.Pool{New: func() any { b := make([]byte, 0, smallWrite); return &b }}
+	bigBufs   = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteChunk); return &b }}
+)
 
 // writeFrames writes frames on ch within WriteTimeout, gathering them into
 // writes of up to maxWriteChunk bytes: the run handed over is what is ready,
@@ -181,9 +188,18 @@ func (t *Transport) writeFrames(ch *channel, frames [][]byte) error {
 			return fmt.Errorf("write to %s: %w", ch.p.id, err)
 		}
 	}
-	pooled := writeBufs.Get().(*[]byte)
-	defer writeBufs.Put(pooled)
+	total := 0
+	for _, f := range frames {
+		total += len(f) + binary.MaxVarintLen32
+	}
+	pool := &bigBufs
+	if total <= smallWrite {
+		pool = &smallBufs
+	}
+	pooled := pool.Get().(*[]byte)
+	defer pool.Put(pooled)
 	buf := (*pooled)[:0]
+	limit := cap(buf)
 	bytes, writes := 0, 0
 	flush := func(b []byte) error {
 		if len(b) == 0 {
@@ -198,7 +214,7 @@ func (t *Transport) writeFrames(ch *channel, frames [][]byte) error {
 	for _, f := range frames {
 		bytes += len(f)
 		need := len(f) + binary.MaxVarintLen32
-		if len(buf) > 0 && len(buf)+need > maxWriteChunk {
+		if len(buf) > 0 && len(buf)+need > limit {
 			if err := flush(buf); err != nil {
 				return err
 			}
