@@ -449,6 +449,9 @@ func (t *Transport) handleStream(s network.Stream) {
 	defer t.wg.Done()
 
 	id := s.Conn().RemotePeer()
+	if t.refuseClosedLegacy(s, id) {
+		return
+	}
 	// Bound the work an identity that has proven nothing can cause: the
 	// per-address rate, the handshakes in flight, and a slot.
 	if !t.limits.allow(s.Conn().RemoteMultiaddr()) {
@@ -509,6 +512,8 @@ func (t *Transport) handleStream(s network.Stream) {
 		s.Reset()
 		if slices.Contains(hs.Features, wire.FeatureClose) {
 			t.signalClose(id)
+		} else {
+			t.closedRedialRefused(p) // first contact since our start: found by its handshake
 		}
 		return
 	}

@@ -17,6 +17,7 @@ type metrics struct {
 	rateRefused       prometheus.Counter
 	strayHandshakes   prometheus.Counter
 	legacyRefreshes   prometheus.Counter
+	closedRedials     prometheus.Counter
 	attempts          prometheus.Counter
 	giveUps           *prometheus.CounterVec
 	oversize          prometheus.Counter
@@ -40,13 +41,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		rateRefused:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_rate_refusals_total", Help: "Inbound connections and handshakes refused by the per-address rates or the handshake bound."}),
 		strayHandshakes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_stray_handshakes_total", Help: "Extra handshake frames on an established stream (a JavaScript peer's concurrent sends, W8), dropped."}),
 		legacyRefreshes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_legacy_refreshes_total", Help: "Fresh channels asked for to a JavaScript peer one of whose streams ended (it then forgets its registered channel, W9)."}),
+		closedRedials:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_closed_redials_refused_total", Help: "Inbound streams of JavaScript peers whose link we closed on purpose (they cannot be told and redial), reset at once."}),
 		attempts:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_connection_attempts_total", Help: "Connection and reconnection attempts."}),
 		giveUps:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocapnet_transport_giveups_total", Help: "Links that ended: closed here, closed by the peer, retries exhausted, fatal errors."}, []string{"reason"}),
 		oversize:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_oversize_frames_total", Help: "Inbound frames over the size limit (the channel was closed)."}),
 		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_handshake_failures_total", Help: "Failed or rejected handshakes."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probes, m.probesFailed, m.probesLocal, m.probesDeferred, m.evictions, m.admissionRefused, m.rateRefused, m.strayHandshakes, m.legacyRefreshes, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probes, m.probesFailed, m.probesLocal, m.probesDeferred, m.evictions, m.admissionRefused, m.rateRefused, m.strayHandshakes, m.legacyRefreshes, m.closedRedials, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
 	}
 	return m
 }
