@@ -74,7 +74,21 @@ func (t *Transport) scheduleProbesLocked(ch *channel) {
 		return
 	}
 	first := time.Duration(rand.Int64N(int64(t.opts.LivenessInterval) + 1))
-	ch.probeTimer = time.AfterFunc(first, func() { t.probeDue(ch) })
+	ch.probeTimer = time.AfterFunc(t.slotted(first), func() { t.probeDue(ch) })
+}
+
+// slotted rounds a probe delay up to the next probe slot (a hundredth of
+// the interval, at least 10 ms, at most 100 ms, aligned on the wall
+// clock): probes still spread over the whole interval, but those due in
+// one slot run together, so an idle process wakes up a few times a second
+// rather than once per probe (the wake-ups, not the pings, were a third of
+// the idle CPU at 2,000 channels).
+func (t *Transport) slotted(d time.Duration) time.Duration {
+	slot := min(max(t.opts.LivenessInterval/100, 10*time.Millisecond), 100*time.Millisecond)
+	now := time.Now().UnixNano()
+	at := now + int64(d)
+	at += int64(slot) - at%int64(slot)
+	return time.Duration(at - now)
 }
 
 // stopProbesLocked stops ch's liveness timer (ch is no longer registered).
@@ -112,7 +126,7 @@ func (t *Transport) rescheduleProbe(ch *channel, d time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if ch.p.ch == ch && !t.stopped {
-		ch.probeTimer.Reset(d)
+		ch.probeTimer.Reset(t.slotted(d))
 	}
 }
 
