@@ -8,6 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	itest "github.com/ocapnet/ocapnet/internal/testutil"
+	"github.com/ocapnet/ocapnet/store"
 )
 
 // Batches over HTTP, as a JSON array or NDJSON: one group commit, answers
@@ -47,8 +50,28 @@ func TestAPIBatchSend(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"seq":104`) || !strings.Contains(body, `{"event":"error","id":"x","error":`) || !strings.Contains(body, `"item":1`) {
 		t.Fatalf("batch with a closed peer: %d %s", code, body)
 	}
+	// Concurrent requests share commits: with the store's committer held,
+	// all 50 queue, and one commit makes them durable.
+	st := a.Node().Store()
+	started, release := make(chan struct{}), make(chan struct{})
+	wedged := make(chan error, 1)
+	go func() {
+		wedged <- st.Update(func(*store.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	commits := st.Stats().Commits
 	var wg sync.WaitGroup
 	seqs := make(chan float64, 50)
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
 	for i := range 50 {
 		wg.Add(1)
 		go func() {
@@ -59,8 +82,19 @@ func TestAPIBatchSend(t *testing.T) {
 			seqs <- m["seq"].(float64)
 		}()
 	}
+	itest.WaitFor(t, 20*time.Second, "50 sends queued", func() bool { return st.Stats().Queued >= 50 })
+	close(release)
+	released = true
 	wg.Wait()
 	close(seqs)
+	if err := <-wedged; err != nil {
+		t.Fatal(err)
+	}
+	// The wedge's own commit, the one for the 50, and a few for
+	// acknowledgements and events arriving meanwhile; not one per send.
+	if n := st.Stats().Commits - commits; n > 10 {
+		t.Errorf("50 concurrent sends took %d commits", n)
+	}
 	got := map[float64]bool{}
 	for s := range seqs {
 		got[s] = true

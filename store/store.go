@@ -111,12 +111,15 @@ type Store struct {
 	dir  string
 	opts Options
 
-	mu      sync.Mutex // guards pending and closed
+	mu      sync.Mutex // guards pending, closed and broken
 	pending []*update  // queued updates, in arrival order
 	closed  bool
+	broken  error // set when an UpdateAsync failed: every later update gets it
 
 	wake chan struct{} // cap 1: tells commitLoop there is work or a close
 	done chan struct{} // closed when commitLoop has returned
+
+	stats commitStats
 }
 
 // Open opens (creating if needed) the database in dir, creating dir with
