@@ -132,8 +132,19 @@ func (s *Store) failAsync(err error) error {
 // commitLoop is the single writer: it commits everything queued in one
 // transaction, then the next batch. While a commit runs, new updates queue
 // up, so batches grow with load and there is no added delay when idle.
+//
+// Closed-loop callers (each waiting for its commit before queueing the
+// next update) would otherwise split into two alternating halves: those
+// woken by one commit come back while the next one, holding the others,
+// already runs. So when fewer updates wait than the last commit woke, the
+// loop lingers for them: until as many wait, or none arrived for
+// lingerGap, or it lingered half of the last commit's time (at most
+// lingerMax). A lone caller is never delayed (the last commit woke one),
+// nor is one after a burst by more than lingerGap.
 func (s *Store) commitLoop() {
 	defer close(s.done)
+	var woke int               // synchronous callers the last commit woke
+	var lastTook time.Duration // how long the last commit took
 	for {
 		s.mu.Lock()
 		if len(s.pending) == 0 {
@@ -144,6 +155,11 @@ func (s *Store) commitLoop() {
 			}
 			<-s.wake
 			continue
+		}
+		if len(s.pending) < woke && !s.closed && !s.opts.NoLinger {
+			s.mu.Unlock()
+			s.linger(woke, min(lastTook/2, lingerMax))
+			s.mu.Lock()
 		}
 		n := min(len(s.pending), s.opts.MaxBatch)
 		batch := s.pending[:n:n]
@@ -158,7 +174,53 @@ func (s *Store) commitLoop() {
 		}
 		t0 := time.Now()
 		s.commit(batch)
-		s.stats.note(len(batch), time.Since(t0))
+		lastTook = time.Since(t0)
+		s.stats.note(len(batch), lastTook)
+		woke = 0
+		for _, u := range batch {
+			if u.then == nil {
+				woke++
+			}
+		}
+	}
+}
+
+// Lingering bounds (see commitLoop).
+const (
+	lingerGap = 50 * time.Microsecond
+	lingerMax = time.Millisecond
+)
+
+// linger waits until want updates are pending, none arrived for lingerGap,
+// or most has passed.
+func (s *Store) linger(want int, most time.Duration) {
+	gap := min(lingerGap, most)
+	if gap <= 0 {
+		return
+	}
+	deadline := time.Now().Add(most)
+	t := time.NewTimer(gap)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.wake:
+		case <-t.C:
+			return
+		}
+		s.mu.Lock()
+		n, closed := len(s.pending), s.closed
+		s.mu.Unlock()
+		left := time.Until(deadline)
+		if n >= want || closed || left <= 0 {
+			// A wake-up consumed here may have been the close's: give it
+			// back so the loop sees it.
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+			return
+		}
+		t.Reset(min(gap, left))
 	}
 }
 

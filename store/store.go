@@ -86,6 +86,9 @@ type Options struct {
 	LockTimeout time.Duration
 	// MaxBatch caps the updates committed in one transaction. Default 1024.
 	MaxBatch int
+	// NoLinger turns off the group commit's short wait for the callers the
+	// last commit woke (see commitLoop in commit.go). Default false.
+	NoLinger bool
 }
 
 // withDefaults validates o and fills in the defaults.
