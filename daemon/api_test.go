@@ -142,3 +142,66 @@ func TestAPISendWait(t *testing.T) {
 		t.Errorf("wait on a batch: %d", code)
 	}
 }
+
+// The API daemon hands received messages to the node without waiting for
+// each one's commit to the event log: with its store's writer held, a
+// peer's messages are still taken from the read loop; once released, all
+// are in the event log and acknowledged.
+func TestAPIReceiveDoesNotWaitForEachCommit(t *testing.T) {
+	b, _ := apiDaemon(t, nil)
+	a, _ := startStdio(t, testOptions(t))
+	bID, hint := b.Node().PeerID().String(), directAddr(t, b)
+	aID := a.Node().PeerID()
+	a.send(fmt.Sprintf(`{"op":"send","id":0,"to":%q,"method":"m","params":[0],"hints":[%q]}`, bID, hint))
+	a.next("acked", 20*time.Second)
+	st := b.Node().Store()
+	started, release := make(chan struct{}), make(chan struct{})
+	wedged := make(chan error, 1)
+	go func() {
+		wedged <- st.Update(func(*store.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	const n = 20
+	var lines []string
+	for i := 1; i <= n; i++ {
+		lines = append(lines, fmt.Sprintf(`{"op":"send","id":%d,"to":%q,"method":"m","params":[%d]}`, i, bID, i))
+	}
+	a.send(lines...)
+	itest.WaitFor(t, 20*time.Second, "the messages taken while the store is held", func() bool {
+		ps, _, err := b.Node().Peer(aID)
+		return err == nil && ps.Delivered == n+1
+	})
+	close(release)
+	released = true
+	if err := <-wedged; err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		if m := a.next("acked", 20*time.Second); m["seq"] != float64(i+1) {
+			t.Fatalf("acked %d: %v", i, m)
+		}
+	}
+	evs, err := b.elog.read(0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for _, e := range evs {
+		if strings.Contains(string(e.Data), `"event":"message"`) {
+			got++
+		}
+	}
+	if got != n+1 {
+		t.Fatalf("%d messages in the event log, want %d", got, n+1)
+	}
+}
