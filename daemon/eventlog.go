@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ type eventLog struct {
 	segs     []segment // oldest first
 	total    int64     // bytes stored
 	head     uint64    // last ID appended
+	trimmed  uint64    // every event with an ID up to this was deleted
 	appended int64     // bytes appended since start (for readers' lag)
 	wake     chan struct{}
 
@@ -113,16 +115,24 @@ func openEventLog(st *store.Store, maxBytes int64, maxAge time.Duration, log *sl
 // order when appends run concurrently: an ID inside a segment's range joins
 // it).
 func (l *eventLog) account(id uint64, size int64, at time.Time) {
-	n := len(l.segs)
-	if n > 0 && id < l.segs[0].first {
-		return // already trimmed
+	if id <= l.trimmed {
+		return // already deleted
 	}
+	n := len(l.segs)
 	add := func(s *segment) {
 		l.total += size
 		s.last = max(s.last, id)
 		s.n++
 		s.bytes += size
 		s.oldest, s.newest = minTime(s.oldest, at), maxTime(s.newest, at)
+	}
+	if n > 0 && id < l.segs[0].first {
+		// Appended before the first event accounted, by a concurrent
+		// append that got its ID earlier and reached here later.
+		s := &l.segs[0]
+		s.first = id
+		add(s)
+		return
 	}
 	for i := n - 1; i >= 0; i-- {
 		s := &l.segs[i]
@@ -235,26 +245,12 @@ func (l *eventLog) position() (first, head uint64, appended int64) {
 
 // read returns events after ID after, up to budget bytes (at least one).
 func (l *eventLog) read(after uint64, budget int) ([]storedEvent, error) {
-	var out []storedEvent
-	used := 0
-	for {
-		page := 16
-		evs, err := l.st.Events(after, page)
-		if err != nil {
-			return out, err
-		}
-		for _, e := range evs {
-			if len(out) > 0 && used+len(e.Data) > budget {
-				return out, nil
-			}
-			out = append(out, decodeStored(e, time.Time{}))
-			used += len(e.Data)
-			after = e.ID
-		}
-		if len(evs) < page || used >= budget {
-			return out, nil
-		}
+	evs, err := l.st.EventsWithin(after, math.MaxInt, budget)
+	out := make([]storedEvent, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, decodeStored(e, time.Time{}))
 	}
+	return out, err
 }
 
 // trim deletes every event with ID ≤ upTo (a consumer acknowledged them).
@@ -272,6 +268,7 @@ func (l *eventLog) trim(upTo uint64) (int, error) {
 // counted again from the store.
 func (l *eventLog) forget(upTo uint64) error {
 	l.mu.Lock()
+	l.trimmed = max(l.trimmed, upTo)
 	i := 0
 	for i < len(l.segs) && l.segs[i].last <= upTo {
 		l.total -= l.segs[i].bytes

@@ -41,10 +41,22 @@ func appendEvent(data []byte, id *uint64) func(*Tx) error {
 
 // Events returns up to limit events with ID > after, in order.
 func (s *Store) Events(after uint64, limit int) ([]Event, error) {
+	return s.EventsWithin(after, limit, -1)
+}
+
+// EventsWithin returns events with ID > after, in order: up to limit of them
+// and, when maxBytes ≥ 0, no more than fit in maxBytes of event data (but at
+// least one), so a reader holds no more than it asked for.
+func (s *Store) EventsWithin(after uint64, limit, maxBytes int) ([]Event, error) {
 	var out []Event
+	used := 0
 	err := s.View(func(tx *Tx) error {
 		c := tx.tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, after+1)); k != nil && len(out) < limit; k, v = c.Next() {
+			if maxBytes >= 0 && len(out) > 0 && used+len(v) > maxBytes {
+				break
+			}
+			used += len(v)
 			out = append(out, Event{ID: binary.BigEndian.Uint64(k), Data: append([]byte(nil), v...)})
 		}
 		return nil
