@@ -172,18 +172,49 @@ func maxTime(a, b time.Time) time.Time {
 // append stores one event and wakes the live readers.
 func (l *eventLog) append(data []byte) (uint64, error) {
 	at := l.now()
-	rec := make([]byte, headerLen, headerLen+len(data))
-	rec[0] = headerVersion
-	binary.BigEndian.PutUint64(rec[1:], uint64(at.UnixMilli()))
-	rec = append(rec, data...)
+	rec := l.record(data, at)
 	id, err := l.st.AppendEvent(rec)
 	if err != nil {
 		return 0, err
 	}
+	l.appended1(id, int64(len(rec)), at)
+	return id, nil
+}
+
+// appendAsync queues one event and returns at once; once it is stored the
+// live readers are woken. The store commits it before anything queued
+// later (store.UpdateAsync), and refuses every later update if it fails,
+// so a fact recorded after it (a message's delivery) is never durable
+// without it. done, if not nil, gets the result on the store's commit
+// goroutine.
+func (l *eventLog) appendAsync(data []byte, done func(error)) {
+	at := l.now()
+	rec := l.record(data, at)
+	l.st.AppendEventAsync(rec, func(id uint64, err error) {
+		if err == nil {
+			l.appended1(id, int64(len(rec)), at)
+		} else if !errors.Is(err, store.ErrClosed) {
+			l.log.Error("storing an event failed; the store refuses further writes until the daemon restarts", "err", err)
+		}
+		if done != nil {
+			done(err)
+		}
+	})
+}
+
+func (l *eventLog) record(data []byte, at time.Time) []byte {
+	rec := make([]byte, headerLen, headerLen+len(data))
+	rec[0] = headerVersion
+	binary.BigEndian.PutUint64(rec[1:], uint64(at.UnixMilli()))
+	return append(rec, data...)
+}
+
+// appended1 accounts a stored event and wakes the live readers.
+func (l *eventLog) appended1(id uint64, size int64, at time.Time) {
 	l.mu.Lock()
-	l.account(id, int64(len(rec)), at)
+	l.account(id, size, at)
 	l.head = max(l.head, id)
-	l.appended += int64(len(rec))
+	l.appended += size
 	over := l.maxBytes > 0 && l.total > l.maxBytes
 	close(l.wake)
 	l.wake = make(chan struct{})
@@ -191,7 +222,6 @@ func (l *eventLog) append(data []byte) (uint64, error) {
 	if over {
 		l.poke()
 	}
-	return id, nil
 }
 
 // wait returns a channel closed at the next append.
