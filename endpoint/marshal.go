@@ -91,7 +91,7 @@ func (ep *Endpoint) toWire(t *peerTab, v any, w *writes, depth int) (any, error)
 		if x.ep != ep || x.peer != t.id {
 			return nil, fmt.Errorf("%w: a reference to %s's object cannot be sent to %s (no three-party handoff)", ErrNotPassable, x.peer, t.id)
 		}
-		if t.imports[x.kind][x.n] == nil {
+		if t.imports[x.kind][x.n] == nil || x.epoch != t.epoch {
 			return nil, fmt.Errorf("%w: %s", ErrStaleRef, x)
 		}
 		slot := kernelwire.OutRef(x.kind, kernelwire.Remote, x.n).String()
@@ -104,7 +104,7 @@ func (ep *Endpoint) toWire(t *peerTab, v any, w *writes, depth int) (any, error)
 			if x.ep != ep || x.peer != t.id {
 				return nil, fmt.Errorf("%w: a promise of %s cannot be sent to %s", ErrNotPassable, x.peer, t.id)
 			}
-			if t.imports[kernelwire.Promise][x.n] == nil {
+			if t.imports[kernelwire.Promise][x.n] == nil || x.epoch != t.epoch {
 				return nil, fmt.Errorf("%w: promise %d of %s", ErrStaleRef, x.n, x.peer)
 			}
 			return smallcaps.Promise{Slot: kernelwire.OutRef(kernelwire.Promise, kernelwire.Remote, x.n).String()}, nil
@@ -219,7 +219,7 @@ func (ep *Endpoint) fromWire(t *peerTab, v any, w *writes) (any, error) {
 		}
 		if r.AllocatedBy() == kernelwire.Remote {
 			e := t.importRef(kernelwire.Object, r.N, x.Iface, w)
-			return &Ref{ep: ep, peer: t.id, kind: kernelwire.Object, n: r.N, iface: e.Iface}, nil
+			return &Ref{ep: ep, peer: t.id, kind: kernelwire.Object, n: r.N, epoch: t.epoch, iface: e.Iface}, nil
 		}
 		e := t.exports[kernelwire.Object][r.N]
 		if e == nil || ep.objects[e.Key] == nil {
@@ -276,7 +276,7 @@ func (ep *Endpoint) fromWire(t *peerTab, v any, w *writes) (any, error) {
 func (t *peerTab) remotePromise(ep *Endpoint, n uint64) *Promise {
 	p := t.promises[n]
 	if p == nil {
-		p = newRemotePromise(ep, t.id, n)
+		p = newRemotePromise(ep, t.id, n, t.epoch)
 		t.promises[n] = p
 	}
 	return p

@@ -67,7 +67,7 @@ func (r *Ref) Send(ctx context.Context, method string, args ...any) (*Promise, e
 	if r.local != nil {
 		return r.ep.callLocal(r.local, method, args)
 	}
-	return r.ep.send(ctx, r.peer, r.kind, r.n, method, args)
+	return r.ep.send(ctx, r.peer, r.kind, r.n, r.epoch, method, args)
 }
 
 // Call sends method(args...) to the peer's promise (kp §3.1: the peer
@@ -77,14 +77,14 @@ func (p *Promise) Call(ctx context.Context, method string, args ...any) (any, er
 	if p.peer == "" {
 		return nil, fmt.Errorf("%w: Call on a local promise or a result", ErrNotPassable)
 	}
-	res, err := p.ep.send(ctx, p.peer, kernelwire.Promise, p.n, method, args)
+	res, err := p.ep.send(ctx, p.peer, kernelwire.Promise, p.n, p.epoch, method, args)
 	if err != nil {
 		return nil, err
 	}
 	return res.Wait(ctx)
 }
 
-func (ep *Endpoint) send(ctx context.Context, id peer.ID, kind kernelwire.Kind, n uint64, method string, args []any) (*Promise, error) {
+func (ep *Endpoint) send(ctx context.Context, id peer.ID, kind kernelwire.Kind, n, epoch uint64, method string, args []any) (*Promise, error) {
 	<-ep.ready
 	ep.mu.Lock()
 	t := ep.tab(id)
@@ -97,7 +97,7 @@ func (ep *Endpoint) send(ctx context.Context, id peer.ID, kind kernelwire.Kind, 
 		ep.mu.Unlock()
 		return nil, ErrStopped
 	}
-	if t.imports[kind][n] == nil {
+	if t.imports[kind][n] == nil || epoch != t.epoch {
 		ep.mu.Unlock()
 		return nil, fmt.Errorf("%w: r%c+%d of %s", ErrStaleRef, kind, n, id)
 	}

@@ -251,6 +251,6 @@ func (ep *Endpoint) onRedeemURLReply(t *peerTab, m *kernelwire.RedeemURLReply, w
 		return
 	}
 	e := t.importRef(r.Kind, r.N, "", w)
-	ref := &Ref{ep: ep, peer: t.id, kind: r.Kind, n: r.N, iface: e.Iface}
+	ref := &Ref{ep: ep, peer: t.id, kind: r.Kind, n: r.N, epoch: t.epoch, iface: e.Iface}
 	*after = append(*after, func() { wait.p.settle(ref, nil) })
 }

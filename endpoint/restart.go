@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/ocapnet/ocapnet/kernelwire"
 	"github.com/ocapnet/ocapnet/node"
 	"github.com/ocapnet/ocapnet/smallcaps"
@@ -43,6 +45,7 @@ func (ep *Endpoint) resetPeerLocked(t *peerTab, inc string, w *writes, after *[]
 	fresh := newPeerTab(t.id)
 	fresh.meta = peerMeta{NextObject: t.meta.NextObject, NextPromise: t.meta.NextPromise, Inc: inc}
 	fresh.nextKey = t.nextKey
+	t.epoch++
 	t.meta, t.exports, t.byKey, t.imports = fresh.meta, fresh.exports, fresh.byKey, fresh.imports
 	t.fresh, t.awaiting, t.calls, t.redeems, t.promises, t.resolving = fresh.fresh, fresh.awaiting, fresh.calls, fresh.redeems, fresh.promises, fresh.resolving
 	w.putMeta(t)
@@ -86,18 +89,27 @@ func (ep *Endpoint) onEvent(ev node.Event) {
 		}
 	case node.GaveUp:
 		ep.onGaveUp(ev)
+	case node.StateChanged:
+		switch st := ev.Peer.State; st {
+		case transport.StateClosed, transport.StateClosedByPeer, transport.StateGaveUp:
+			// The link will not come back by itself: nothing waiting on
+			// the peer can be answered (a GaveUp event comes only when
+			// messages were still unacknowledged).
+			ep.rejectPeer(ev.Peer.ID, fmt.Errorf("link %s", st))
+		}
 	}
 	if ep.opts.OnEvent != nil {
 		ep.opts.OnEvent(ev)
 	}
 }
 
-func (ep *Endpoint) onGaveUp(ev node.GaveUp) {
-	restarted := errors.Is(ev.Reason, transport.ErrPeerRestarted)
+// rejectPeer rejects every call and redemption waiting on id with
+// ErrGaveUp (and reason).
+func (ep *Endpoint) rejectPeer(id peer.ID, reason error) {
 	var calls []*Promise
 	var redeems []*redeemWait
 	ep.mu.Lock()
-	if t := ep.peers[ev.Peer]; t != nil && !restarted {
+	if t := ep.peers[id]; t != nil {
 		for n, p := range t.calls {
 			calls = append(calls, p)
 			delete(t.calls, n)
@@ -109,14 +121,20 @@ func (ep *Endpoint) onGaveUp(ev node.GaveUp) {
 	}
 	ep.mu.Unlock()
 	if len(calls)+len(redeems) > 0 {
-		ep.log.Info("endpoint: delivery given up: rejecting what waits on the peer", "peer", ev.Peer, "reason", ev.Reason,
+		ep.log.Info("endpoint: delivery given up: rejecting what waits on the peer", "peer", id, "reason", reason,
 			"calls", len(calls), "redemptions", len(redeems))
 	}
 	for _, p := range calls {
-		p.settle(nil, localRejection(fmt.Errorf("%w: %w", ErrGaveUp, ev.Reason), textGaveUp(ev.Peer)))
+		p.settle(nil, localRejection(fmt.Errorf("%w: %w", ErrGaveUp, reason), textGaveUp(id)))
 	}
 	for _, r := range redeems {
-		r.p.settle(nil, fmt.Errorf("%w: %w", ErrGaveUp, ev.Reason))
+		r.p.settle(nil, fmt.Errorf("%w: %w", ErrGaveUp, reason))
+	}
+}
+
+func (ep *Endpoint) onGaveUp(ev node.GaveUp) {
+	if !errors.Is(ev.Reason, transport.ErrPeerRestarted) {
+		ep.rejectPeer(ev.Peer, ev.Reason)
 	}
 	ours := len(ev.Messages) > 0
 	for _, m := range ev.Messages {

@@ -60,6 +60,10 @@ type peerTab struct {
 	nextKey   uint64                 // last reply key Go used
 	promises  map[uint64]*Promise    // the peer's promises handed to Go code
 	resolving map[uint64]bool        // Decide results being resolved right now
+	// epoch counts the resets of the tables (the peer's new
+	// incarnations): a Ref or Promise of an earlier epoch is stale even if
+	// the new incarnation reuses its number.
+	epoch uint64
 
 	// sendMu orders preparing and sending frames to this peer (never taken
 	// by the inbound path).

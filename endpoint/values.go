@@ -160,6 +160,7 @@ type Ref struct {
 	peer  peer.ID
 	kind  kernelwire.Kind
 	n     uint64 // the peer's allocation number
+	epoch uint64 // the peer tables' epoch it belongs to
 	iface string
 	local *localObj
 }
@@ -198,16 +199,17 @@ type Promise struct {
 	// A local promise's key in the endpoints that exported it.
 	key string
 	// A peer's promise: who and its number.
-	ep   *Endpoint
-	peer peer.ID
-	n    uint64
+	ep    *Endpoint
+	peer  peer.ID
+	n     uint64
+	epoch uint64
 }
 
 // NewPromise returns an unsettled local promise.
 func NewPromise() *Promise { return &Promise{done: make(chan struct{})} }
 
-func newRemotePromise(ep *Endpoint, id peer.ID, n uint64) *Promise {
-	return &Promise{done: make(chan struct{}), ep: ep, peer: id, n: n}
+func newRemotePromise(ep *Endpoint, id peer.ID, n, epoch uint64) *Promise {
+	return &Promise{done: make(chan struct{}), ep: ep, peer: id, n: n, epoch: epoch}
 }
 
 // Resolve fulfils a local promise with v. It reports false if the promise
