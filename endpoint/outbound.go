@@ -39,13 +39,6 @@ func (ep *Endpoint) transmit(ctx context.Context, t *peerTab, f frame, hints []s
 	return err
 }
 
-// peerTab returns the tables of r's peer.
-func (ep *Endpoint) tabOf(r *Ref) *peerTab {
-	ep.mu.Lock()
-	defer ep.mu.Unlock()
-	return ep.tab(r.peer)
-}
-
 // Call sends method(args...) to the object and waits for the result (see
 // Send and Promise.Wait).
 func (r *Ref) Call(ctx context.Context, method string, args ...any) (any, error) {
