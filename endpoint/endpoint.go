@@ -1,6 +1,7 @@
 package endpoint
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,6 +30,11 @@ type Options struct {
 	OnMessage func(node.Message) error
 	// OnEvent receives every node event after the endpoint has seen it.
 	OnEvent func(node.Event)
+	// Objects are bound by name (as ExportNamed does) before the first
+	// inbound message is applied, so that after a restart peers' calls to
+	// them, and redemptions of their URLs, never find them missing. Their
+	// URLs come from ExportNamed. Default none.
+	Objects map[string]Handler
 	// Logger receives the endpoint's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -77,6 +83,7 @@ type Endpoint struct {
 	st   *store.Store
 	self peer.ID
 	node *node.Node // nil in the transcript test
+	owns bool       // Start started the node: Stop stops it
 
 	// mu guards the tables and the object registry; it is held while their
 	// changes are written to the store (writes.flush), never while calling
@@ -130,6 +137,12 @@ func (ep *Endpoint) attach(l link) error {
 	ep.mu.Lock()
 	ep.l, ep.st, ep.self = l, l.Store(), l.PeerID()
 	ep.peers, ep.records, ep.oids = l0.peers, l0.objects, l0.oids
+	for name, h := range ep.opts.Objects {
+		if _, err := ep.registerLocked(h, "n/"+name); err != nil {
+			ep.mu.Unlock()
+			return err
+		}
+	}
 	ep.mu.Unlock()
 	close(ep.ready)
 	ep.sweep()
@@ -153,6 +166,7 @@ func Start(ctx context.Context, nopts node.Options, opts Options) (*Endpoint, er
 		_ = n.Stop(ctx)
 		return nil, err
 	}
+	ep.owns = true
 	return ep, nil
 }
 
@@ -163,15 +177,20 @@ func (ep *Endpoint) Node() *node.Node { return ep.node }
 func (ep *Endpoint) PeerID() peer.ID { return ep.self }
 
 // Stop stops the endpoint (pending calls are abandoned, not rejected:
-// their results may still come to a later process) and the node if it
-// was started by Start.
+// their results may still come to a later process) and, if Start started
+// it, the node.
 func (ep *Endpoint) Stop(ctx context.Context) error {
 	ep.stop()
-	if ep.node != nil {
+	if ep.owns {
 		return ep.node.Stop(ctx)
 	}
 	return nil
 }
+
+// Close stops the endpoint but not the node (for an endpoint attached
+// with Attach; stop the node after). Inbound kernel messages are then
+// refused, so they are offered again to the next process.
+func (ep *Endpoint) Close() { ep.stop() }
 
 // stop ends the endpoint's goroutines. Handlers still running get a
 // cancelled context and their results are dropped.
@@ -218,3 +237,7 @@ func (ep *Endpoint) tab(id peer.ID) *peerTab {
 
 // tagOf is the tag kept with an outgoing kernel frame.
 func tagOf(kind string) json.RawMessage { return json.RawMessage(`{"endpoint":"` + kind + `"}`) }
+
+// IsFrameTag reports whether a node message tag (in Acknowledged and
+// GaveUp events) marks a frame the endpoint sent.
+func IsFrameTag(tag json.RawMessage) bool { return bytes.HasPrefix(tag, []byte(`{"endpoint":`)) }

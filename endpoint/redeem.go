@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -65,7 +67,10 @@ func (ep *Endpoint) export(key string, h Handler) (string, error) {
 	return ocapurl.Format(ocapurl.URL{OID: rec.OID, Host: ep.self.String(), Hints: ep.hints()})
 }
 
-// hints are the relay hints of issued URLs (kp §7.3). Called with mu held.
+// hints are the relay hints of issued URLs (kp §7.3): Options.Hints, or
+// the first three of the store's relay pool, or else the relays this node
+// holds a reservation on (from its /p2p-circuit addresses). Called with mu
+// held.
 func (ep *Endpoint) hints() []string {
 	if ep.opts.Hints != nil {
 		return ep.opts.Hints
@@ -74,12 +79,16 @@ func (ep *Endpoint) hints() []string {
 	_ = ep.st.View(func(tx *store.Tx) (err error) { pool, err = tx.Relays(); return })
 	var out []string
 	for _, e := range pool {
-		if len(out) == 3 {
-			break
-		}
 		out = append(out, e.Addr)
 	}
-	return out
+	if len(out) == 0 && ep.node != nil {
+		for _, a := range ep.node.ListenAddrs() {
+			if relay, _, ok := strings.Cut(a, "/p2p-circuit"); ok && !slices.Contains(out, relay) {
+				out = append(out, relay)
+			}
+		}
+	}
+	return out[:min(len(out), 3)]
 }
 
 // Redeem redeems an OCAP URL and returns a reference to its object: it

@@ -138,7 +138,7 @@ func (ep *Endpoint) onGaveUp(ev node.GaveUp) {
 	}
 	ours := len(ev.Messages) > 0
 	for _, m := range ev.Messages {
-		if !bytes.HasPrefix(m.Tag, []byte(`{"endpoint":`)) {
+		if !IsFrameTag(m.Tag) {
 			ours = false
 		}
 	}
