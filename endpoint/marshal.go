@@ -50,6 +50,9 @@ func ifaceOf(h Handler) string {
 // registerLocked returns h's local object, registering it under a new
 // anonymous key (or key, when not "") the first time. Called with mu held.
 func (ep *Endpoint) registerLocked(h Handler, key string) (*localObj, error) {
+	if h == nil {
+		return nil, fmt.Errorf("%w: a nil Handler", ErrNotPassable)
+	}
 	id, ok := identity(h)
 	if !ok {
 		return nil, fmt.Errorf("%w: a Handler of type %T has no identity (use a pointer)", ErrNotPassable, h)

@@ -29,7 +29,8 @@ func (ep *Endpoint) Export(h Handler) (string, error) { return ep.export("", h) 
 // ExportNamed exports h under a durable name: the URL (and every reference
 // a peer holds to the object) is kept in the data directory, so after a
 // restart ExportNamed with the same name binds the new h to the same URL,
-// and peers' existing references reach it again.
+// and peers' existing references reach it again. A nil h means the object
+// already bound under name (Options.Objects, or an earlier ExportNamed).
 func (ep *Endpoint) ExportNamed(name string, h Handler) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("%w: empty name", ErrInvalidOptions)
@@ -44,9 +45,16 @@ func (ep *Endpoint) export(key string, h Handler) (string, error) {
 	if ep.stopped {
 		return "", ErrStopped
 	}
-	o, err := ep.registerLocked(h, key)
-	if err != nil {
-		return "", err
+	var o *localObj
+	if h == nil {
+		if o = ep.objects[key]; o == nil || key == "" {
+			return "", fmt.Errorf("%w: no object bound under %q", ErrInvalidOptions, strings.TrimPrefix(key, "n/"))
+		}
+	} else {
+		var err error
+		if o, err = ep.registerLocked(h, key); err != nil {
+			return "", err
+		}
 	}
 	rec, ok := ep.records[o.key]
 	if !ok {
