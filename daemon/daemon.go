@@ -100,7 +100,8 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	d.kctx, d.kcancel = context.WithCancel(context.Background())
 	if o.Kernel {
 		d.kernel = newKernelState()
-		if d.ep, err = endpoint.New(endpoint.Options{OnMessage: d.onMessage, OnEvent: d.onEvent, Logger: o.Logger}); err != nil {
+		if d.ep, err = endpoint.New(endpoint.Options{OnMessage: d.onMessage, OnEvent: d.onEvent, Logger: o.Logger,
+			Bind: func(name string) endpoint.Handler { return d.kernel.object(d, name, "") }}); err != nil {
 			return nil, err
 		}
 		h = d.ep.Handler()

@@ -263,17 +263,7 @@ func (d *Daemon) kernelOp(ctx context.Context, r request) (any, error) {
 		if name == "" {
 			name = strconv.FormatUint(k.next(), 10)
 		}
-		o := &daemonObject{d: d, id: "obj:" + name, iface: r.Iface}
-		if o.iface == "" {
-			o.iface = name
-		}
-		k.mu.Lock()
-		if old := k.objects[o.id]; old != nil {
-			o = old
-		} else {
-			k.objects[o.id] = o
-		}
-		k.mu.Unlock()
+		o := k.object(d, name, r.Iface)
 		url, err := d.ep.ExportNamed(name, o)
 		if err != nil {
 			return nil, err
@@ -348,6 +338,25 @@ func (d *Daemon) kernelOp(ctx context.Context, r request) (any, error) {
 		}
 		return kernelAnswer{Event: "result", ID: r.ID, Value: jv}, nil
 	}
+}
+
+// object returns the daemon object exported under name, making it on
+// first use (iface "" means the name). After a restart the endpoint binds
+// every name exported before (endpoint.Options.Bind), so calls to it
+// arrive as events before the client exports it again.
+func (k *kernelState) object(d *Daemon, name, iface string) *daemonObject {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	id := "obj:" + name
+	if o := k.objects[id]; o != nil {
+		return o
+	}
+	if iface == "" {
+		iface = name
+	}
+	o := &daemonObject{d: d, id: id, iface: iface}
+	k.objects[id] = o
+	return o
 }
 
 func (k *kernelState) next() uint64 {

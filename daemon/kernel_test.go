@@ -138,3 +138,61 @@ func testutilWait(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
+
+// A daemon that restarts on its data directory keeps its exported
+// objects: a peer's existing reference reaches the object again, and the
+// call arrives as an event before the client has exported anything.
+func TestKernelObjectsSurviveRestart(t *testing.T) {
+	ob := testOptions(t)
+	ob.API, ob.Kernel = "127.0.0.1:0", true
+	b, err := Start(t.Context(), ob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokB, _ := LoadToken(ob.Node.Dir)
+	a, tokA := apiDaemon(t, func(o *Options) { o.Kernel = true })
+	post := func(d *Daemon, tok, path, body string) (int, map[string]any) {
+		t.Helper()
+		code, out, _ := call(t, "POST", d.APIURL()+path, body, "Authorization: Bearer "+tok, "Content-Type: application/json")
+		var m map[string]any
+		json.Unmarshal([]byte(out), &m)
+		return code, m
+	}
+	_, ex := post(b, tokB, "/v1/export", `{"name":"svc"}`)
+	addr := directAddr(t, b)
+	_, red := post(a, tokA, "/v1/redeem", `{"url":"`+ex["url"].(string)+","+addr+`"}`)
+	ref, _ := red["ref"].(string)
+	if ref == "" {
+		t.Fatalf("redeem: %v", red)
+	}
+	if err := b.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ob.Node.Transport.ListenAddrs = []string{addr[:strings.Index(addr, "/p2p/")]}
+	ob.API = "127.0.0.1:0"
+	b = startDaemon(t, ob)
+	type answer struct {
+		code int
+		m    map[string]any
+	}
+	res := make(chan answer, 1)
+	go func() { c, m := post(a, tokA, "/v1/call", `{"ref":"`+ref+`","method":"ping"}`); res <- answer{c, m} }()
+	var callID string
+	testutilWait(t, func() bool {
+		evs, _ := b.Node().Store().Events(0, 1000)
+		for _, e := range evs {
+			var m map[string]any
+			if i := bytes.IndexByte(e.Data, '{'); i >= 0 && json.Unmarshal(e.Data[i:], &m) == nil && m["event"] == "call" {
+				callID = m["call"].(string)
+				return true
+			}
+		}
+		return false
+	})
+	if code, m := post(b, tokB, "/v1/resolve", `{"call":"`+callID+`","value":"pong after restart"}`); code != 200 {
+		t.Fatalf("resolve: %d %v", code, m)
+	}
+	if r := <-res; r.code != 200 || r.m["value"] != "pong after restart" {
+		t.Fatalf("call after restart: %d %v", r.code, r.m)
+	}
+}

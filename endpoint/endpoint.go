@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,10 @@ type Options struct {
 	// them, and redemptions of their URLs, never find them missing. Their
 	// URLs come from ExportNamed. Default none.
 	Objects map[string]Handler
+	// Bind, when set, is asked at start for the object of every name
+	// exported with ExportNamed by an earlier process and not in Objects;
+	// a nil answer leaves the name unbound. Default none.
+	Bind func(name string) Handler
 	// Logger receives the endpoint's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -141,6 +146,20 @@ func (ep *Endpoint) attach(l link) error {
 		if _, err := ep.registerLocked(h, "n/"+name); err != nil {
 			ep.mu.Unlock()
 			return err
+		}
+	}
+	if ep.opts.Bind != nil {
+		for key := range ep.records {
+			name, ok := strings.CutPrefix(key, "n/")
+			if !ok || ep.objects[key] != nil {
+				continue
+			}
+			if h := ep.opts.Bind(name); h != nil {
+				if _, err := ep.registerLocked(h, key); err != nil {
+					ep.mu.Unlock()
+					return err
+				}
+			}
 		}
 	}
 	ep.mu.Unlock()
