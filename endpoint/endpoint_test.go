@@ -118,3 +118,57 @@ func indexAt(s string) int {
 	}
 	return -1
 }
+
+// Redeeming one's own URL gives a local reference: no frame is sent (kp
+// §7.3) and calls go to the object's mailbox.
+func TestRedeemOwnURL(t *testing.T) {
+	ep, l := transcriptEP(t, t.TempDir())
+	ctx := ctxT(t)
+	url, err := ep.ExportNamed("g", greeter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := ep.Redeem(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := ref.Call(ctx, "greet", "me"); err != nil || v != "Hello, me!" {
+		t.Fatalf("local call: %v %v", v, err)
+	}
+	var rej *Rejection
+	if _, err := ref.Call(ctx, "boom"); !errors.As(err, &rej) {
+		t.Fatalf("local rejection: %v", err)
+	}
+	quiet(t, l)
+}
+
+// A message to a JavaScript promise Go received (kp §3.1: target rp-M,
+// queued by the kernel until it resolves) carries a fresh result.
+func TestSendToPeerPromise(t *testing.T) {
+	ep, l := transcriptEP(t, t.TempDir())
+	ctx := ctxT(t)
+	got := make(chan *Promise, 1)
+	url, err := ep.Export(Methods{"take": func(_ context.Context, a []any) (any, error) {
+		got <- a[0].(*Promise)
+		return nil, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(t, ep, `{"seq":1,"method":"redeemURL","params":["`+url+`","1"]}`)
+	expect(t, l, `{"seq":1,"method":"redeemURLReply","params":[true,"1","ro+1"]}`)
+	feed(t, ep, `{"seq":2,"method":"deliver","params":["message","ro-1",{"methargs":{"body":"#[\"take\",[\"&0\"]]","slots":["rp+4"]},"result":"rp+5"}]}`)
+	expect(t, l, `{"seq":2,"method":"deliver","params":["notify",[["rp-5",false,{"body":"#null","slots":[]}]]]}`)
+	p := <-got
+	done := make(chan error, 1)
+	go func() { _, err := p.Call(ctx, "greet", "later"); done <- err }()
+	expect(t, l, `{"seq":3,"method":"deliver","params":["message","rp-4",{"methargs":{"body":"#[\"greet\",[\"later\"]]","slots":[]},"result":"rp+1"}]}`)
+	feed(t, ep, `{"seq":3,"method":"deliver","params":["notify",[["rp-1",false,{"body":"#\"hi\"","slots":[]}]]]}`)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// K1: the promise itself stays pending.
+	if _, _, ok := p.Settled(); ok {
+		t.Fatal("a JS promise passed as data settled without a notify")
+	}
+}
