@@ -59,6 +59,14 @@ type Options struct {
 	// NodeJS is the Node.js binary and JSDir the directory of benchpeer.mjs
 	// (interop/node); found from the working directory when empty.
 	NodeJS, JSDir string
+	// Liveness is the liveness interval of the scale and connected-idle
+	// memory cases (0: 5 s, 500 ms with Quick); the transport's default is
+	// 10 s.
+	Liveness time.Duration
+	// ChildCPUProfile, when set, makes each child measurement write a CPU
+	// profile of its idle rounds to this path with the case's tag appended
+	// (FILE.scale-2000, …).
+	ChildCPUProfile string
 	// Progress, when set, receives a line per case as it starts.
 	Progress io.Writer
 }

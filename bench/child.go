@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -28,6 +29,9 @@ type childRequest struct {
 	Peers    []string      `json:"peers,omitempty"` // scale-node: full multiaddrs of the peers to connect to
 	Liveness time.Duration `json:"liveness,omitempty"`
 	Rounds   int           `json:"rounds,omitempty"`
+	// CPUProfile, when set, is where the child writes a CPU profile of
+	// its idle rounds (and the live heap after them to CPUProfile.heap).
+	CPUProfile string `json:"cpuprofile,omitempty"`
 }
 
 // childReport is the one JSON line a child writes on stdout.
@@ -118,8 +122,21 @@ func childScale(req childRequest) (childReport, error) {
 	}
 	waitUntil(5*time.Minute, 50*time.Millisecond, func() bool { return connected() >= len(req.Peers) })
 	rep.ConnectSeconds = time.Since(t0).Seconds()
+	if req.CPUProfile != "" {
+		f, err := os.Create(req.CPUProfile)
+		if err != nil {
+			return rep, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return rep, err
+		}
+	}
 	c0, w0 := cpuTime(), time.Now()
 	time.Sleep(time.Duration(req.Rounds) * req.Liveness) // the idle rounds being measured
+	if req.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	if c0 >= 0 {
 		rep.CPU = (cpuTime() - c0).Seconds() / time.Since(w0).Seconds()
 	} else {
@@ -127,6 +144,16 @@ func childScale(req childRequest) (childReport, error) {
 	}
 	rep.Connected = connected()
 	rep.Heap, rep.RSS = heapInUse(), rss()
+	if req.CPUProfile != "" { // and the live heap beside it
+		f, err := os.Create(req.CPUProfile + ".heap")
+		if err != nil {
+			return rep, err
+		}
+		defer f.Close()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			return rep, err
+		}
+	}
 	return rep, nil
 }
 

@@ -83,8 +83,20 @@ func connectedIdle(ctx context.Context, e *env, n int, liveness time.Duration, r
 		return childReport{}, err
 	}
 	defer lp.close()
-	return runChild(ctx, e, "scale-node", childRequest{Dir: filepath.Join(e.tmp, tag), Peers: lp.addrs, Liveness: liveness, Rounds: rounds},
+	prof := ""
+	if e.o.ChildCPUProfile != "" {
+		prof = e.o.ChildCPUProfile + "." + tag
+	}
+	return runChild(ctx, e, "scale-node", childRequest{Dir: filepath.Join(e.tmp, tag), Peers: lp.addrs, Liveness: liveness, Rounds: rounds, CPUProfile: prof},
 		10*time.Minute+time.Duration(rounds)*liveness)
+}
+
+// liveness is the liveness interval of the idle cases.
+func (e *env) liveness() time.Duration {
+	if e.o.Liveness > 0 {
+		return e.o.Liveness
+	}
+	return e.quickDur(500*time.Millisecond, 5*time.Second)
 }
 
 // scaleCase: a node with n connected idle channels (a tenth with --quick).
@@ -92,7 +104,7 @@ func scaleCase(ctx context.Context, e *env, n int) error {
 	if e.o.Quick {
 		n /= 10
 	}
-	liveness, rounds := e.quickDur(500*time.Millisecond, 5*time.Second), 3
+	liveness, rounds := e.liveness(), 3
 	rep, err := connectedIdle(ctx, e, n, liveness, rounds, fmt.Sprintf("scale-%d", n))
 	if err != nil {
 		return err
@@ -108,7 +120,8 @@ func scaleCase(ctx context.Context, e *env, n int) error {
 		one("rss-per-peer", "bytes", "lower", (rep.RSS-rep.RSS0)/float64(max(1, rep.Connected)), fmt.Sprintf("; RSS growth (%.1f MiB → %.1f MiB) per connected peer", rep.RSS0/(1<<20), rep.RSS/(1<<20)))
 	}
 	if rep.CPU >= 0 {
-		one("idle-cpu", "% of a core", "lower", rep.CPU*100, fmt.Sprintf("; the child's CPU over the %d rounds (liveness every %v; the default is 10 s)", rounds, liveness))
+		one("idle-cpu", "% of a core", "lower", rep.CPU*100, fmt.Sprintf("; the child's CPU over the %d rounds (liveness every %v; the default is 10 s; --liveness sets it)", rounds, liveness))
+		one("idle-cpu-per-1000", "% of a core", "lower", rep.CPU*100*1000/float64(max(1, rep.Connected)), fmt.Sprintf("; idle CPU per 1,000 channels at a liveness interval of %v", liveness))
 	}
 	return nil
 }
@@ -128,7 +141,7 @@ func memoryCase(ctx context.Context, e *env) error {
 	e.add(figure("memory/known-peer-record", "bytes", "lower", known, fmt.Sprintf("heap per known peer with a hint and no channel, %d peers in one transport (in the bench process)", n)))
 	e.add(figure("memory/pending-100B-message", "bytes", "lower", pending, fmt.Sprintf("heap per 100-byte message pending for an unreachable peer, %d in one node's window", n)))
 	cn := e.quick(20, 200)
-	liveness := e.quickDur(500*time.Millisecond, 5*time.Second)
+	liveness := e.liveness()
 	var heap, rs []float64
 	runs := e.quick(1, 3)
 	for i := range runs {

@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -81,6 +82,8 @@ type Node struct {
 	stopOnce sync.Once
 	stopDone chan struct{} // closed when the work of the first Stop has ended
 	stopErr  error         // set before stopDone is closed
+
+	hintWork atomic.Int64 // hint lists parsed or registered by Sends (a test checks repeated hints cost nothing)
 
 	mu      sync.Mutex // guards the following fields and every peerState's delivery state
 	stopped bool

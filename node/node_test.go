@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -517,5 +518,46 @@ func TestNodeMetrics(t *testing.T) {
 	}
 	if v := gather(t, ra, "ocapnet_node_unacknowledged_messages"); v != 0 {
 		t.Errorf("unacknowledged %v", v)
+	}
+}
+
+// A sender that gives the same hint with every Send pays for it once: it
+// is parsed, registered and stored with the first Send only; a new hint is
+// handled again, and an invalid one is still refused.
+func TestRepeatedHintsCostNothing(t *testing.T) {
+	a := start(t, fastOptions(t.TempDir()))
+	ctx := context.Background()
+	away := identity.Seed{9}.PeerID()
+	hint := "/ip4/127.0.0.1/tcp/1/p2p/" + away.String()
+	if _, err := a.Send(ctx, away, "m", param(0), hint); err != nil {
+		t.Fatal(err)
+	}
+	first := a.hintWork.Load()
+	if first == 0 {
+		t.Fatal("the first hint was not checked")
+	}
+	for i := 1; i <= 20; i++ {
+		if _, err := a.Send(ctx, away, "m", param(i), hint); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := a.hintWork.Load(); got != first {
+		t.Errorf("20 Sends repeating a known hint did hint work %d times, want none", got-first)
+	}
+	other := "/ip4/127.0.0.1/tcp/2/p2p/" + away.String()
+	if _, err := a.Send(ctx, away, "m", param(21), hint, other); err != nil {
+		t.Fatal(err)
+	}
+	if a.hintWork.Load() == first {
+		t.Error("a new hint was not checked and registered")
+	}
+	if _, err := a.Send(ctx, away, "m", param(22), hint, "/not/a/multiaddr"); !errors.Is(err, transport.ErrInvalidPeer) {
+		t.Errorf("invalid hint next to a known one: %v, want ErrInvalidPeer", err)
+	}
+	a.mu.Lock()
+	got := slices.Clone(a.peers[away].hints)
+	a.mu.Unlock()
+	if len(got) != 2 {
+		t.Errorf("stored hints %v, want the two given", got)
 	}
 }

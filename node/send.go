@@ -72,8 +72,11 @@ func (n *Node) checkOutgoing(m Outgoing) error {
 	if m.Tag != nil && !json.Valid(m.Tag) {
 		return fmt.Errorf("send to %s: %w: tag is not valid JSON", to, ErrInvalidMessage)
 	}
-	if err := transport.CheckHints(to, m.Hints); err != nil {
-		return err
+	if !n.knownHints(to, m.Hints) {
+		n.hintWork.Add(1)
+		if err := transport.CheckHints(to, m.Hints); err != nil {
+			return err
+		}
 	}
 	// The exact check, with the sequence number, is made when it is
 	// assigned (checkSize); this one refuses what can never fit.
@@ -231,6 +234,7 @@ func (n *Node) SendBatch(ctx context.Context, ms []Outgoing) []Result {
 			continue
 		}
 		if a.hints = n.newHints(a.p, m.Hints); a.hints {
+			n.hintWork.Add(1)
 			if err := n.tr.RegisterHints(m.To, m.Hints...); err != nil {
 				n.unreserve(a.p)
 				res[a.i].Err = err
@@ -350,6 +354,23 @@ func (n *Node) newHints(p *peerState, hints []string) bool {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.newHintsLocked(p, hints)
+}
+
+// knownHints reports whether every hint is already among the peer's (in
+// memory): those were checked when they were first given, so a Send that
+// repeats its peer's hints does not parse them again.
+func (n *Node) knownHints(id peer.ID, hints []string) bool {
+	if len(hints) == 0 {
+		return true
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p := n.peers[id]
+	return p != nil && !n.newHintsLocked(p, hints)
+}
+
+func (n *Node) newHintsLocked(p *peerState, hints []string) bool {
 	for _, h := range hints {
 		if !slices.Contains(p.hints, h) {
 			return true

@@ -142,3 +142,46 @@ func TestReadsStopEarly(t *testing.T) {
 		t.Fatalf("Ack over a damaged message: %v", err)
 	}
 }
+
+// Ack deletes acknowledged messages without decoding them: messages whose
+// stored bytes no decoder accepts are deleted all the same, while reading
+// them reports the damage.
+func TestAckDoesNotDecode(t *testing.T) {
+	s := open(t, t.TempDir())
+	if err := s.Update(func(tx *Tx) error {
+		for range 4 {
+			if _, err := tx.AppendOut("p", OutRecord{Method: "m", Params: json.RawMessage(`1`)}); err != nil {
+				return err
+			}
+		}
+		b, err := tx.outBucket("p", false)
+		if err != nil {
+			return err
+		}
+		for _, seq := range []uint64{1, 2, 3} {
+			if err := b.Put(seqKey(seq), []byte{outBinary, 0xff}); err != nil { // unknown flags: undecodable
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.View(func(tx *Tx) error { _, err := tx.Out("p", 1, 0); return err }); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("reading the damaged messages: %v, want ErrCorrupt", err)
+	}
+	var acked int
+	var left []OutRecord
+	if err := s.Update(func(tx *Tx) (err error) {
+		if acked, err = tx.Ack("p", 3); err != nil {
+			return err
+		}
+		left, err = tx.Out("p", 0, 0)
+		return err
+	}); err != nil {
+		t.Fatalf("Ack of undecodable messages: %v", err)
+	}
+	if acked != 3 || len(left) != 1 || left[0].Seq != 4 {
+		t.Fatalf("acked %d, left %+v; want 3 deleted and message 4 left", acked, left)
+	}
+}

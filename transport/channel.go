@@ -36,12 +36,11 @@ type channel struct {
 	resetByUs   bool         // we reset it on purpose (legacy.go; guarded by mu)
 	strayed     bool         // a stray handshake was seen on it (legacy.go; guarded by mu)
 	gen         uint64       // generation, unique per transport, set when registered (guarded by mu)
-	nextProbe   time.Time    // when the liveness loop probes this channel next (guarded by mu)
-	probing     bool         // a liveness probe runs (guarded by mu)
+	probeTimer  *time.Timer  // fires the next liveness probe (liveness.go; guarded by mu)
 	lastUse     atomic.Int64 // unix nanoseconds of the last frame read or written
 
+	w             io.Writer // where frames are written: s (a test may wrap it); guarded by the peer's send semaphore
 	writeDeadline time.Time // guarded by the peer's send semaphore
-	wbuf          []byte    // the write buffer, reused between writes (guarded by the send semaphore)
 }
 
 func (t *Transport) handshakeOutbound(s network.Stream, p *peerState) (*channel, error) {
@@ -60,7 +59,7 @@ func (t *Transport) handshakeOutbound(s network.Stream, p *peerState) (*channel,
 		return nil, fmt.Errorf("%w: expected handshakeAck: %v", ErrHandshakeFailed, errOr(err, "got handshake"))
 	}
 	_ = s.SetDeadline(time.Time{})
-	return &channel{p: p, s: s, r: r, outbound: true, features: ack.Features, incarnation: ack.IncarnationID}, nil
+	return &channel{p: p, s: s, w: s, r: r, outbound: true, features: ack.Features, incarnation: ack.IncarnationID}, nil
 }
 
 func errOr(err error, s string) any {
@@ -149,9 +148,10 @@ func (t *Transport) register(ch *channel) (registered bool, err error) {
 		t.channels++
 	}
 	p.ch = ch
-	if t.opts.LivenessInterval > 0 {
-		ch.nextProbe = t.firstProbe(time.Now())
+	if old != nil {
+		stopProbesLocked(old)
 	}
+	t.scheduleProbesLocked(ch)
 	if ch.outbound {
 		p.dialing = false // the connector's dial ends here
 	}
@@ -258,11 +258,28 @@ func (t *Transport) waitGate(ch *channel) {
 // after the peer's inbound rate limiter allows (pausing reads, never
 // dropping). A replaced channel's loop first lets its replacement wait until
 // it is drained, so that frames are delivered in the order they were written.
+//
+// The per-frame work is kept small: the limiter is charged for a batch of
+// frames at once (inboundCredit, at most a tenth of the burst, so pacing is
+// unchanged), and the channel's last use and the received counters are
+// updated when the read buffer is drained or a batch is charged, not per
+// frame.
 func (t *Transport) readLoop(ch *channel) {
 	p := ch.p
+	chunk := max(1, min(t.opts.InboundBurst/10, inboundCredit))
+	credit, frames, bytes := 0, 0, 0
+	publish := func() {
+		ch.lastUse.Store(time.Now().UnixNano())
+		t.metrics.msgsIn.Add(float64(frames))
+		t.metrics.bytesIn.Add(float64(bytes))
+		frames, bytes = 0, 0
+	}
 	for {
 		frame, err := ch.r.ReadFrame()
 		if err != nil {
+			if frames > 0 {
+				publish()
+			}
 			t.readEnded(ch, err)
 			return
 		}
@@ -276,15 +293,21 @@ func (t *Transport) readLoop(ch *channel) {
 		if p.gateN.Load() != 0 {
 			t.waitGate(ch)
 		}
-		if !p.limiter.Allow() {
-			if err := p.limiter.Wait(t.ctx); err != nil {
-				t.readEnded(ch, ErrStopped)
-				return
+		if credit == 0 {
+			if !p.limiter.AllowN(time.Now(), chunk) {
+				if err := p.limiter.WaitN(t.ctx, chunk); err != nil {
+					t.readEnded(ch, ErrStopped)
+					return
+				}
 			}
+			credit = chunk
 		}
-		ch.lastUse.Store(time.Now().UnixNano())
-		t.metrics.msgsIn.Inc()
-		t.metrics.bytesIn.Add(float64(len(frame)))
+		credit--
+		frames++
+		bytes += len(frame)
+		if credit == 0 || ch.r.Buffered() == 0 {
+			publish()
+		}
 		if t.log.Enabled(context.Background(), slog.LevelDebug-4) {
 			t.log.Log(context.Background(), slog.LevelDebug-4, "deliver", "peer", p.id, "stream", ch.s.ID(), "frame", string(frame))
 		}
@@ -295,6 +318,10 @@ func (t *Transport) readLoop(ch *channel) {
 		}
 	}
 }
+
+// inboundCredit is the most inbound frames charged to a peer's rate limiter
+// at once.
+const inboundCredit = 256
 
 // readEnded handles the end of ch's read loop (in the loop's goroutine).
 func (t *Transport) readEnded(ch *channel, err error) {
@@ -317,13 +344,13 @@ func (t *Transport) readEnded(ch *channel, err error) {
 			t.promptLocked(p)
 		}
 		t.mu.Unlock()
-		_ = ch.s.Close()
+		t.closeAfterWrite(ch)
 		return
 	}
 	if ch.loser {
 		t.gateReleaseLocked(p)
 		t.mu.Unlock()
-		_ = ch.s.Close()
+		t.closeAfterWrite(ch)
 		return
 	}
 	prompt := p.ch == ch && ch.isLegacy() && !ch.resetByUs
@@ -337,7 +364,7 @@ func (t *Transport) readEnded(ch *channel, err error) {
 			t.promptLocked(p)
 		}
 		t.mu.Unlock()
-		_ = ch.s.Close()
+		t.closeAfterWrite(ch)
 		return
 	}
 	t.forgetChannelLocked(ch, err)
@@ -346,6 +373,19 @@ func (t *Transport) readEnded(ch *channel, err error) {
 	}
 	t.mu.Unlock()
 	_ = ch.s.Reset()
+}
+
+// closeAfterWrite closes ch's stream once a write in progress has ended,
+// in a goroutine of its own. The peer still reads a stream whose read side
+// ended (a replaced or losing channel is drained to its end), so a Send that
+// took ch just before it was replaced or forgotten completes there, instead
+// of failing on our own close; later Sends use the next channel.
+func (t *Transport) closeAfterWrite(ch *channel) {
+	t.goTracked(func() {
+		ch.p.sendSem <- struct{}{}
+		_ = ch.s.Close()
+		<-ch.p.sendSem
+	})
 }
 
 // channelFailed forgets ch (if it is still p's channel: a replaced channel
@@ -388,6 +428,7 @@ func (t *Transport) detachLocked(p *peerState) *channel {
 		return nil
 	}
 	p.ch = nil
+	stopProbesLocked(ch)
 	p.lastActive = t.opts.Now()
 	t.channels--
 	t.h.ConnManager().Unprotect(p.id, "ocapnet-channel")
@@ -408,6 +449,9 @@ func (t *Transport) handleStream(s network.Stream) {
 	defer t.wg.Done()
 
 	id := s.Conn().RemotePeer()
+	if t.refuseClosedLegacy(s, id) {
+		return
+	}
 	// Bound the work an identity that has proven nothing can cause: the
 	// per-address rate, the handshakes in flight, and a slot.
 	if !t.limits.allow(s.Conn().RemoteMultiaddr()) {
@@ -468,11 +512,13 @@ func (t *Transport) handleStream(s network.Stream) {
 		s.Reset()
 		if slices.Contains(hs.Features, wire.FeatureClose) {
 			t.signalClose(id)
+		} else {
+			t.closedRedialRefused(p) // first contact since our start: found by its handshake
 		}
 		return
 	}
 	t.mu.Unlock()
-	ch := &channel{p: p, s: s, r: r, features: hs.Features, incarnation: hs.IncarnationID}
+	ch := &channel{p: p, s: s, w: s, r: r, features: hs.Features, incarnation: hs.IncarnationID}
 	if err := t.afterHandshake(ch); err != nil {
 		t.sum.Info("inbound-rejected", "inbound channel rejected", "peer", id, "err", err)
 		s.Reset()

@@ -40,6 +40,7 @@ func (t *Transport) Close(id peer.ID) error {
 		return nil
 	}
 	p.closed, p.closedByPeer, p.wantDial = true, false, false
+	p.redialLogged = false
 	poke(p.wake)
 	t.setStateLocked(p, StateClosed)
 	p.signalLocked()

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/ocapnet/ocapnet/wire"
@@ -183,4 +184,38 @@ func strayHandshake(ch *channel, frame []byte) bool {
 	}
 	_, err := wire.DecodeHandshake(frame)
 	return err == nil
+}
+
+// refuseClosedLegacy refuses, at once, an inbound stream from a JavaScript
+// peer whose link we closed on purpose (Close). Such a peer cannot be told
+// (its protocol has no close signal): it sees our end of the stream as a
+// lost connection and redials for ever. Its redials are reset before any
+// work is spent on them: no rate-limit slot, admission, handshake read or
+// layer above; the connection itself stays (a redial is a new stream on it,
+// not a new security handshake). Each is counted; the first after a Close
+// is logged (docs/PROTOCOL.md §2a).
+func (t *Transport) refuseClosedLegacy(s network.Stream, id peer.ID) bool {
+	t.mu.Lock()
+	p := t.peers[id]
+	if p == nil || !p.closed || p.incarnation == "" || !p.legacyPeerLocked() {
+		t.mu.Unlock()
+		return false
+	}
+	t.mu.Unlock()
+	s.Reset()
+	t.closedRedialRefused(p)
+	return true
+}
+
+// closedRedialRefused counts a refused redial of a closed JavaScript peer
+// and logs the first one after the Close (rate limited across peers).
+func (t *Transport) closedRedialRefused(p *peerState) {
+	t.metrics.closedRedials.Inc()
+	t.mu.Lock()
+	first := !p.redialLogged
+	p.redialLogged = true
+	t.mu.Unlock()
+	if first {
+		t.sum.Info("closed-legacy-redial", "refusing the redials of a JavaScript peer whose link we closed (it cannot be told; each redial is reset at once and counted in ocapnet_transport_closed_redials_refused_total)", "peer", p.id)
+	}
 }

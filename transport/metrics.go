@@ -8,6 +8,7 @@ type metrics struct {
 	msgsIn, msgsOut   prometheus.Counter
 	bytesIn, bytesOut prometheus.Counter
 	writes            prometheus.Counter
+	probes            prometheus.Counter
 	probesFailed      prometheus.Counter
 	probesLocal       prometheus.Counter
 	probesDeferred    prometheus.Counter
@@ -16,6 +17,7 @@ type metrics struct {
 	rateRefused       prometheus.Counter
 	strayHandshakes   prometheus.Counter
 	legacyRefreshes   prometheus.Counter
+	closedRedials     prometheus.Counter
 	attempts          prometheus.Counter
 	giveUps           *prometheus.CounterVec
 	oversize          prometheus.Counter
@@ -30,6 +32,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bytesIn:           prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_bytes_received_total", Help: "Application payload bytes received."}),
 		bytesOut:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_bytes_sent_total", Help: "Application payload bytes written."}),
 		writes:            prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_writes_total", Help: "Stream writes (each carries one or more coalesced frames)."}),
+		probes:            prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_probes_total", Help: "Liveness probes made (a yamux ping over yamux connections, else a libp2p ping)."}),
 		probesFailed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_failures_total", Help: "Liveness probes without an answer (the connection was closed)."}),
 		probesLocal:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_local_refusals_total", Help: "Liveness probes refused by a local resource limit (not counted against the peer)."}),
 		probesDeferred:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_deferred_total", Help: "Liveness probes deferred to the next tick because the most probes were in flight."}),
@@ -38,13 +41,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		rateRefused:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_rate_refusals_total", Help: "Inbound connections and handshakes refused by the per-address rates or the handshake bound."}),
 		strayHandshakes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_stray_handshakes_total", Help: "Extra handshake frames on an established stream (a JavaScript peer's concurrent sends, W8), dropped."}),
 		legacyRefreshes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_legacy_refreshes_total", Help: "Fresh channels asked for to a JavaScript peer one of whose streams ended (it then forgets its registered channel, W9)."}),
+		closedRedials:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_closed_redials_refused_total", Help: "Inbound streams of JavaScript peers whose link we closed on purpose (they cannot be told and redial), reset at once."}),
 		attempts:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_connection_attempts_total", Help: "Connection and reconnection attempts."}),
 		giveUps:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ocapnet_transport_giveups_total", Help: "Links that ended: closed here, closed by the peer, retries exhausted, fatal errors."}, []string{"reason"}),
 		oversize:          prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_oversize_frames_total", Help: "Inbound frames over the size limit (the channel was closed)."}),
 		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_handshake_failures_total", Help: "Failed or rejected handshakes."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probesFailed, m.probesLocal, m.probesDeferred, m.evictions, m.admissionRefused, m.rateRefused, m.strayHandshakes, m.legacyRefreshes, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probes, m.probesFailed, m.probesLocal, m.probesDeferred, m.evictions, m.admissionRefused, m.rateRefused, m.strayHandshakes, m.legacyRefreshes, m.closedRedials, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
 	}
 	return m
 }

