@@ -125,14 +125,26 @@ func endToEndCase(ctx context.Context, e *env) error {
 		return err
 	}
 	n := e.quick(2000, 20000)
-	var tput []float64
+	var tput, batch, commitMs []float64
 	for range e.runs {
+		s0 := p.a.Store().Stats()
 		v, err := p.throughput(ctx, n, 64)
 		if err != nil {
 			e.add(failed("durable/end-to-end/senders-64/throughput", err))
 			break
 		}
 		tput = append(tput, v)
+		s1 := p.a.Store().Stats()
+		if c := s1.Commits - s0.Commits; c > 0 {
+			batch = append(batch, float64(s1.Updates-s0.Updates)/float64(c))
+			commitMs = append(commitMs, ms(s1.Busy-s0.Busy)/float64(c))
+		}
+	}
+	if len(batch) > 0 {
+		e.add(figure("durable/end-to-end/senders-64/sender-batch-size", "updates/commit", "higher", batch,
+			"A's store during the throughput runs: Sends and acknowledgement records per group commit (store.Stats)"))
+		e.add(figure("durable/end-to-end/senders-64/sender-commit-time", "ms", "lower", commitMs,
+			"A's store during the throughput runs: mean time of one group commit (encode, write, two fdatasyncs)"))
 	}
 	if len(tput) > 0 {
 		e.add(figure("durable/end-to-end/senders-64/throughput", "msgs/s", "higher", tput,

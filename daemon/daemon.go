@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -35,8 +36,9 @@ type Daemon struct {
 	log     *slog.Logger
 	out     *outWriter // nil without stdio
 	reg     *prometheus.Registry
-	api     *apiServer // nil without --api
-	elog    *eventLog  // nil without --api
+	api     *apiServer            // nil without --api
+	elog    *eventLog             // nil without --api
+	elogErr atomic.Pointer[error] // the first failed append to elog
 	watch   *peerWatch
 	acks    *ackWaiters
 	started time.Time

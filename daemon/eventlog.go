@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ type eventLog struct {
 	segs     []segment // oldest first
 	total    int64     // bytes stored
 	head     uint64    // last ID appended
+	trimmed  uint64    // every event with an ID up to this was deleted
 	appended int64     // bytes appended since start (for readers' lag)
 	wake     chan struct{}
 
@@ -113,16 +115,24 @@ func openEventLog(st *store.Store, maxBytes int64, maxAge time.Duration, log *sl
 // order when appends run concurrently: an ID inside a segment's range joins
 // it).
 func (l *eventLog) account(id uint64, size int64, at time.Time) {
-	n := len(l.segs)
-	if n > 0 && id < l.segs[0].first {
-		return // already trimmed
+	if id <= l.trimmed {
+		return // already deleted
 	}
+	n := len(l.segs)
 	add := func(s *segment) {
 		l.total += size
 		s.last = max(s.last, id)
 		s.n++
 		s.bytes += size
 		s.oldest, s.newest = minTime(s.oldest, at), maxTime(s.newest, at)
+	}
+	if n > 0 && id < l.segs[0].first {
+		// Appended before the first event accounted, by a concurrent
+		// append that got its ID earlier and reached here later.
+		s := &l.segs[0]
+		s.first = id
+		add(s)
+		return
 	}
 	for i := n - 1; i >= 0; i-- {
 		s := &l.segs[i]
@@ -162,18 +172,49 @@ func maxTime(a, b time.Time) time.Time {
 // append stores one event and wakes the live readers.
 func (l *eventLog) append(data []byte) (uint64, error) {
 	at := l.now()
-	rec := make([]byte, headerLen, headerLen+len(data))
-	rec[0] = headerVersion
-	binary.BigEndian.PutUint64(rec[1:], uint64(at.UnixMilli()))
-	rec = append(rec, data...)
+	rec := l.record(data, at)
 	id, err := l.st.AppendEvent(rec)
 	if err != nil {
 		return 0, err
 	}
+	l.appended1(id, int64(len(rec)), at)
+	return id, nil
+}
+
+// appendAsync queues one event and returns at once; once it is stored the
+// live readers are woken. The store commits it before anything queued
+// later (store.UpdateAsync), and refuses every later update if it fails,
+// so a fact recorded after it (a message's delivery) is never durable
+// without it. done, if not nil, gets the result on the store's commit
+// goroutine.
+func (l *eventLog) appendAsync(data []byte, done func(error)) {
+	at := l.now()
+	rec := l.record(data, at)
+	l.st.AppendEventAsync(rec, func(id uint64, err error) {
+		if err == nil {
+			l.appended1(id, int64(len(rec)), at)
+		} else if !errors.Is(err, store.ErrClosed) {
+			l.log.Error("storing an event failed; the store refuses further writes until the daemon restarts", "err", err)
+		}
+		if done != nil {
+			done(err)
+		}
+	})
+}
+
+func (l *eventLog) record(data []byte, at time.Time) []byte {
+	rec := make([]byte, headerLen, headerLen+len(data))
+	rec[0] = headerVersion
+	binary.BigEndian.PutUint64(rec[1:], uint64(at.UnixMilli()))
+	return append(rec, data...)
+}
+
+// appended1 accounts a stored event and wakes the live readers.
+func (l *eventLog) appended1(id uint64, size int64, at time.Time) {
 	l.mu.Lock()
-	l.account(id, int64(len(rec)), at)
+	l.account(id, size, at)
 	l.head = max(l.head, id)
-	l.appended += int64(len(rec))
+	l.appended += size
 	over := l.maxBytes > 0 && l.total > l.maxBytes
 	close(l.wake)
 	l.wake = make(chan struct{})
@@ -181,7 +222,6 @@ func (l *eventLog) append(data []byte) (uint64, error) {
 	if over {
 		l.poke()
 	}
-	return id, nil
 }
 
 // wait returns a channel closed at the next append.
@@ -205,26 +245,12 @@ func (l *eventLog) position() (first, head uint64, appended int64) {
 
 // read returns events after ID after, up to budget bytes (at least one).
 func (l *eventLog) read(after uint64, budget int) ([]storedEvent, error) {
-	var out []storedEvent
-	used := 0
-	for {
-		page := 16
-		evs, err := l.st.Events(after, page)
-		if err != nil {
-			return out, err
-		}
-		for _, e := range evs {
-			if len(out) > 0 && used+len(e.Data) > budget {
-				return out, nil
-			}
-			out = append(out, decodeStored(e, time.Time{}))
-			used += len(e.Data)
-			after = e.ID
-		}
-		if len(evs) < page || used >= budget {
-			return out, nil
-		}
+	evs, err := l.st.EventsWithin(after, math.MaxInt, budget)
+	out := make([]storedEvent, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, decodeStored(e, time.Time{}))
 	}
+	return out, err
 }
 
 // trim deletes every event with ID ≤ upTo (a consumer acknowledged them).
@@ -242,6 +268,7 @@ func (l *eventLog) trim(upTo uint64) (int, error) {
 // counted again from the store.
 func (l *eventLog) forget(upTo uint64) error {
 	l.mu.Lock()
+	l.trimmed = max(l.trimmed, upTo)
 	i := 0
 	for i < len(l.segs) && l.segs[i].last <= upTo {
 		l.total -= l.segs[i].bytes

@@ -105,22 +105,33 @@ func (d *Daemon) emit(lines ...[]byte) error {
 	return d.publish(t, lines)
 }
 
-// publish stores lines in the durable log and waits for the stdio output
-// up to t.
+// publish queues lines for the durable log and waits for the stdio output
+// up to t. The log's appends are not waited for: the store commits them
+// before anything queued later, in particular before the node records a
+// message handed over now as delivered (which it must be before it is
+// acknowledged), and refuses every later write if one of them fails
+// (store.UpdateAsync). A failed append makes publish fail from then on.
 func (d *Daemon) publish(t ticket, lines [][]byte) error {
 	var errs []error
 	if d.elog != nil {
+		if err := d.elogErr.Load(); err != nil {
+			errs = append(errs, *err)
+		}
 		for _, l := range lines {
-			if _, err := d.elog.append(l); err != nil {
-				errs = append(errs, err)
-				break
-			}
+			d.elog.appendAsync(l, d.noteLogged)
 		}
 	}
 	if d.out != nil {
 		errs = append(errs, d.out.wait(t))
 	}
 	return errors.Join(errs...)
+}
+
+// noteLogged records the first failed append to the durable log.
+func (d *Daemon) noteLogged(err error) {
+	if err != nil {
+		d.elogErr.CompareAndSwap(nil, &err)
+	}
 }
 
 func (d *Daemon) emitLogged(lines ...[]byte) {

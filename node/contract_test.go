@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ocapnet/ocapnet/identity"
+	"github.com/ocapnet/ocapnet/store"
 	"github.com/ocapnet/ocapnet/transport"
 )
 
@@ -309,4 +311,137 @@ func TestIntentReservedAhead(t *testing.T) {
 		t.Errorf("%v intent writes in the read loop for %d messages (and %v waits): reservations are not made ahead", inLoop, total, waits)
 	}
 	t.Logf("intent writes in the read loop: %v, waits for one made ahead: %v", inLoop, waits)
+}
+
+// The read loop does not wait for an fsync: with the receiver's store
+// wedged (its single committer stuck inside a transaction), messages within
+// the intent already reserved are still delivered, although the
+// acknowledgement flush and the reservation ahead are stuck behind the
+// wedge; once it is released everything is acknowledged.
+func TestReadLoopDoesNotWaitForFsync(t *testing.T) {
+	a := start(t, fastOptions(t.TempDir()))
+	b := start(t, fastOptions(t.TempDir()))
+	ctx := context.Background()
+	if _, err := a.Send(ctx, b.PeerID(), "m", param(1), b.addr(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the first delivery", func() bool { return len(b.rec.messages()) == 1 })
+	// The first message reserved IntentBatch numbers in the read loop.
+	reserved := b.opts.IntentBatch
+	if reserved == 0 {
+		reserved = 64
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	wedged := make(chan error, 1)
+	go func() {
+		wedged <- b.st.Update(func(*store.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	// Message 2 is delivered, and its acknowledgement's flush queues its
+	// write behind the wedge.
+	if _, err := a.Send(ctx, b.PeerID(), "m", param(2)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the second delivery", func() bool { return len(b.rec.messages()) == 2 })
+	waitFor(t, 10*time.Second, "the acknowledgement's write queued", func() bool { return b.st.Stats().Queued > 0 })
+	total := reserved - 1 // seq 2..reserved: all within the reservation
+	var ms []Outgoing
+	for i := 3; i <= total+1; i++ {
+		ms = append(ms, Outgoing{To: b.PeerID(), Method: "m", Params: param(i)})
+	}
+	for _, r := range a.SendBatch(ctx, ms) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	waitFor(t, 10*time.Second, "deliveries while the receiver's store is wedged", func() bool {
+		return len(b.rec.messages()) == total+1
+	})
+	checkInOrder(t, b.rec.messages(), a.PeerID(), total+1)
+	close(release)
+	released = true
+	if err := <-wedged; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the acknowledgements", func() bool {
+		ps, _, err := a.Peer(b.PeerID())
+		return err == nil && ps.Acked == uint64(total+1)
+	})
+}
+
+// Concurrent SendBatch callers share group commits, and each caller's
+// messages keep their batch order, numbered consecutively.
+func TestSendBatchConcurrentShareCommits(t *testing.T) {
+	a := start(t, fastOptions(t.TempDir()))
+	b := start(t, fastOptions(t.TempDir()))
+	ctx := context.Background()
+	if _, err := a.Send(ctx, b.PeerID(), "m", json.RawMessage(`[-1,0]`), b.addr(t)); err != nil {
+		t.Fatal(err)
+	}
+	const callers, each = 16, 10
+	started, release := make(chan struct{}), make(chan struct{})
+	wedged := make(chan error, 1)
+	go func() {
+		wedged <- a.st.Update(func(*store.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	commits := a.st.Stats().Commits
+	results := make([][]Result, callers)
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ms []Outgoing
+			for i := range each {
+				ms = append(ms, Outgoing{To: b.PeerID(), Method: "m", Params: json.RawMessage(fmt.Sprintf("[%d,%d]", c, i))})
+			}
+			results[c] = a.SendBatch(ctx, ms)
+		}()
+	}
+	waitFor(t, 10*time.Second, "every batch queued", func() bool { return a.st.Stats().Queued >= callers })
+	close(release)
+	wg.Wait()
+	if err := <-wedged; err != nil {
+		t.Fatal(err)
+	}
+	if n := a.st.Stats().Commits - commits; n > 3 {
+		t.Errorf("%d concurrent batches took %d commits", callers, n)
+	}
+	for c, rs := range results {
+		for i, r := range rs {
+			if r.Err != nil || r.Seq != rs[0].Seq+uint64(i) {
+				t.Fatalf("caller %d message %d: %+v (first seq %d)", c, i, r, rs[0].Seq)
+			}
+		}
+	}
+	waitFor(t, 20*time.Second, "deliveries", func() bool { return len(b.rec.messages()) == 1+callers*each })
+	next := make([]int, callers)
+	for i, m := range b.rec.messages()[1:] {
+		if m.Seq != uint64(i+2) || m.Redelivery {
+			t.Fatalf("delivery %d: seq %d, redelivery %v", i+2, m.Seq, m.Redelivery)
+		}
+		var ci [2]int
+		if err := json.Unmarshal(m.Params, &ci); err != nil {
+			t.Fatal(err)
+		}
+		if ci[1] != next[ci[0]] {
+			t.Fatalf("caller %d: message %d arrived when %d was next", ci[0], ci[1], next[ci[0]])
+		}
+		next[ci[0]]++
+	}
 }

@@ -43,8 +43,11 @@ type peerState struct {
 	// the log (give-up, restart, Resend, Discard, Forget), so that a Send is
 	// either in the log before such an operation or refused after it.
 	sendMu sync.RWMutex
-	// recvMu serialises inbound processing (onFrame, flushAck) with the
-	// reset of the inbound state when the peer restarted.
+	// recvMu serialises inbound processing (onFrame) with the reset of the
+	// inbound state when the peer restarted. The background writers of
+	// inbound state (flushAck, the intent reservations made ahead) do not
+	// take it: they check the inbound epoch (and the stored incarnation)
+	// instead, so that the read loop never waits for their fsyncs.
 	recvMu sync.Mutex
 
 	// Guarded by Node.mu.
@@ -72,7 +75,8 @@ type peerState struct {
 	waitingSince  time.Time         // when the current wait for an acknowledgement began
 	stalled       bool              // reported Stalled, not yet StallEnded
 
-	// Inbound, guarded by Node.mu (and written only with recvMu held).
+	// Inbound, guarded by Node.mu (and written by onFrame with recvMu held,
+	// by flushAck and the reservations ahead after an epoch check).
 	delivered   uint64        // highest seq handed to the application
 	stored      uint64        // highest delivered seq persisted (may be acked)
 	intent      uint64        // persisted intent (see store.PeerRecord.Intent)

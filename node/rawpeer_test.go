@@ -329,6 +329,9 @@ func TestFrameSizeBoundary(t *testing.T) {
 	r.send(t, n, env(1))
 	waitFor(t, 5*time.Second, "delivery", func() bool { return len(n.rec.messages()) == 1 })
 	limit := n.Transport().MaxMessageSize()
+	if limit != 1<<20 {
+		t.Fatalf("default frame limit %d, want 1,048,576 as JavaScript kernels", limit)
+	}
 	params := func(size int) json.RawMessage {
 		// A JSON string of the given total length.
 		return json.RawMessage(`"` + strings.Repeat("x", size-2) + `"`)
@@ -359,6 +362,17 @@ func TestFrameSizeBoundary(t *testing.T) {
 	}
 	// The acknowledgement goes on its own.
 	waitFor(t, 5*time.Second, "a standalone ack", func() bool { return slices.Contains(r.got(), `{"ack":1}`) })
+
+	// The other way: a JavaScript kernel sends frames of exactly 1 MiB,
+	// ack included; n delivers it.
+	head := `{"seq":2,"method":"m","params":"`
+	tail := `","ack":1}`
+	in := head + strings.Repeat("y", limit-len(head)-len(tail)) + tail
+	r.send(t, n, in)
+	waitFor(t, 10*time.Second, "delivery of a 1 MiB frame", func() bool { return len(n.rec.messages()) == 2 })
+	if got := n.rec.messages()[1]; len(got.Params) != limit-len(head)-len(tail)+2 {
+		t.Fatalf("delivered params of %d bytes", len(got.Params))
+	}
 }
 
 // A peer that reads and never acknowledges (a JavaScript kernel after its

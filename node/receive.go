@@ -167,8 +167,11 @@ func (n *Node) scheduleAckLocked(p *peerState) {
 // flushAck persists p's delivered position, then acknowledges it unless an
 // outgoing message already carried it. An acknowledgement is only ever sent
 // for deliveries that are recorded, so a crash cannot lose an acknowledged
-// message. It holds recvMu while it reads and records the position, so that
-// a restart's reset cannot be undone by an older position.
+// message. It does not hold recvMu while the position is written, so the
+// read loop goes on delivering meanwhile (it never waits for this fsync); a
+// restart's reset that comes in between is not undone: the write is skipped
+// when the stored incarnation changed, and the position in memory is not
+// moved when the inbound epoch did.
 func (n *Node) flushAck(p *peerState, gen uint64) {
 	n.mu.Lock()
 	if p.ackGen != gen || p.ackTimer == nil || !n.startWorkLocked(p) {
@@ -177,36 +180,35 @@ func (n *Node) flushAck(p *peerState, gen uint64) {
 	}
 	defer n.endWork(p)
 	p.ackTimer = nil
-	n.mu.Unlock()
-
-	p.recvMu.Lock()
-	n.mu.Lock()
-	d, epoch := p.delivered, p.inEpoch
+	d, epoch, inc := p.delivered, p.inEpoch, p.incarnation
 	persist := d > p.stored
 	n.mu.Unlock()
+
 	if persist {
 		err := n.st.Update(func(tx *store.Tx) error {
 			rec, _, err := tx.Peer(p.key)
-			if err != nil {
-				return err
+			if err != nil || (rec.Incarnation != "" && rec.Incarnation != inc) {
+				return err // the peer restarted meanwhile: its numbering began again
 			}
 			rec.Delivered = max(rec.Delivered, d)
 			rec.LastActive = time.Now().Round(0).UTC()
 			return tx.PutPeer(p.key, rec)
 		})
 		if err != nil {
-			p.recvMu.Unlock()
 			n.log.Error("recording deliveries failed; not acknowledged", "peer", p.id, "err", err)
 			return
 		}
 	}
 	n.mu.Lock()
+	if p.inEpoch != epoch {
+		n.mu.Unlock()
+		return
+	}
 	p.stored = max(p.stored, d)
 	send := p.stored > 0 && (p.stored > p.ackSent || p.reAck)
 	a := p.stored
 	p.reAck = false
 	n.mu.Unlock()
-	p.recvMu.Unlock()
 	if !send {
 		return
 	}

@@ -29,3 +29,19 @@ func TestEventLog(t *testing.T) {
 		t.Fatalf("AppendEvent after trim: %d %v", id, err)
 	}
 }
+
+// A reader asking for a byte budget gets no more than fits, but at least
+// one event.
+func TestEventsWithin(t *testing.T) {
+	s := open(t, t.TempDir())
+	for range 5 {
+		if _, err := s.AppendEvent(make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ budget, want int }{{0, 1}, {99, 1}, {200, 2}, {299, 2}, {1000, 5}, {-1, 5}} {
+		if evs, err := s.EventsWithin(0, 10, c.budget); err != nil || len(evs) != c.want {
+			t.Errorf("EventsWithin(0, 10, %d): %d events %v, want %d", c.budget, len(evs), err, c.want)
+		}
+	}
+}

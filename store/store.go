@@ -86,6 +86,9 @@ type Options struct {
 	LockTimeout time.Duration
 	// MaxBatch caps the updates committed in one transaction. Default 1024.
 	MaxBatch int
+	// NoLinger turns off the group commit's short wait for the callers the
+	// last commit woke (see commitLoop in commit.go). Default false.
+	NoLinger bool
 }
 
 // withDefaults validates o and fills in the defaults.
@@ -111,12 +114,15 @@ type Store struct {
 	dir  string
 	opts Options
 
-	mu      sync.Mutex // guards pending and closed
+	mu      sync.Mutex // guards pending, closed and broken
 	pending []*update  // queued updates, in arrival order
 	closed  bool
+	broken  error // set when an UpdateAsync failed: every later update gets it
 
 	wake chan struct{} // cap 1: tells commitLoop there is work or a close
 	done chan struct{} // closed when commitLoop has returned
+
+	stats commitStats
 }
 
 // Open opens (creating if needed) the database in dir, creating dir with

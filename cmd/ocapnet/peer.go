@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,8 +60,26 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&sseMaxLag, "sse-max-lag", "disconnect an event stream client that falls this far behind, telling it why")
 	sseWriteTimeout := fs.Duration("sse-write-timeout", daemon.DefaultSSEWriteTimeout, "disconnect an event stream client that does not read for this long")
 	readyWait := fs.Duration("ready-wait", daemon.DefaultReadyWait, "how long the ready line waits for the first relay reservations (-1s: no wait)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to this file until it stops ({pid} in the name is replaced by the process ID)")
+	blockProfile := fs.String("blockprofile", "", "write a profile of where goroutines wait (channels, locks, select) to this file when the process stops ({pid} as for --cpuprofile)")
 	if code, done := parseFlags(fs, args); done {
 		return code
+	}
+	if *blockProfile != "" {
+		stop, err := startBlockProfile(strings.ReplaceAll(*blockProfile, "{pid}", strconv.Itoa(os.Getpid())))
+		if err != nil {
+			fmt.Fprintf(stderr, "ocapnet peer: --blockprofile: %v\n", err)
+			return 1
+		}
+		defer stop()
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(strings.ReplaceAll(*cpuProfile, "{pid}", strconv.Itoa(os.Getpid())))
+		if err != nil {
+			fmt.Fprintf(stderr, "ocapnet peer: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer stop()
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "ocapnet peer: %v\n", err)
