@@ -24,6 +24,7 @@ type request struct {
 	Method string
 	Params json.RawMessage
 	Hints  []string
+	JumpMs int64 // clock (test only)
 }
 
 // opFields lists, for every op, the fields it takes besides "op" and "id".
@@ -38,6 +39,9 @@ var opFields = map[string][]string{
 	"peers":     nil,
 	"info":      nil,
 	"wake":      nil,
+	// Test only, refused unless the daemon has a TestClock (the peer
+	// command's --test-clock): steps the node's wall clock.
+	"clock": {"jumpMs"},
 }
 
 // opNames is the list of ops for error messages.
@@ -362,6 +366,10 @@ func (r *request) setField(key string, val json.RawMessage) error {
 		r.Method = s
 	case "params":
 		r.Params = val
+	case "jumpMs":
+		if err := json.Unmarshal(val, &r.JumpMs); err != nil {
+			return fieldError(key, "want an integer number of milliseconds, got %s", jsonKind(val))
+		}
 	case "hints":
 		if jsonKind(val) != "an array" {
 			return fieldError(key, "want an array of multiaddr strings, got %s", jsonKind(val))

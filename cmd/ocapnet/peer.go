@@ -57,6 +57,7 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 	sseMaxLag := sizeFlag(daemon.DefaultSSEMaxLag)
 	fs.Var(&sseMaxLag, "sse-max-lag", "disconnect an event stream client that falls this far behind, telling it why")
 	sseWriteTimeout := fs.Duration("sse-write-timeout", daemon.DefaultSSEWriteTimeout, "disconnect an event stream client that does not read for this long")
+	testClock := fs.Bool(testFlagPrefix+"clock", false, "test only: a steppable wall clock and the stdio op clock {\"jumpMs\":N} (the chaos suite)")
 	readyWait := fs.Duration("ready-wait", daemon.DefaultReadyWait, "how long the ready line waits for the first relay reservations (-1s: no wait)")
 	if code, done := parseFlags(fs, args); done {
 		return code
@@ -91,6 +92,11 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 	}
 	if *stdio {
 		opts.Out = stdout
+	}
+	if *testClock {
+		opts.TestClock = &daemon.TestClock{}
+		opts.Node.Transport.Now = opts.TestClock.Now
+		log.Warn("test clock enabled (--test-clock): the clock op steps this node's wall clock")
 	}
 	// Catch SIGINT/SIGTERM before anything is announced, so a signal sent
 	// right after the ready line always stops us cleanly.
