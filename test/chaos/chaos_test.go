@@ -55,7 +55,7 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("unknown -chaos.profile %q", *profile)
 	}
 	if *durArg > 0 {
-		spec.duration = *durArg
+		spec.duration, spec.extra = *durArg, 0 // exactly this long; the minima are not required
 	}
 	if *rateArg > 0 {
 		spec.rate = *rateArg
@@ -165,7 +165,7 @@ func runChaos(t *testing.T, cfg runConfig) runResult {
 	h.net = nw
 
 	relaySeed := identity.Seed{0xc4, byte(seed)}
-	rl := &proc{name: "relay", ns: nw.ns[0], ip: nw.ip[0], seed: relaySeed, h: h}
+	rl := &proc{name: "relay", ns: nw.ns[0], ip: nw.ip[0], seed: relaySeed, h: h, env: cfg.env}
 	relayAddr := fmt.Sprintf("/ip4/%s/tcp/9002/p2p/%s", rl.ip, rl.id())
 	rl.args = []string{"relay", "--data", filepath.Join(dir, "relay"), "--seed", relaySeed.Hex(), "--listen", fmt.Sprintf("/ip4/%s/tcp/9002", rl.ip), "--insecure-seed", "--log-level", "warn"}
 	var peers []*proc
