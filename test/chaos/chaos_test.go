@@ -156,8 +156,9 @@ func runChaos(t *testing.T, cfg runConfig) runResult {
 	t.Cleanup(func() { logf.Close() })
 	h := &harness{t: t, bin: cfg.bin, dir: dir, logf: logf}
 	n := spec.peers
-	// Nodes: 0 the relay, 1..n the peers, n+1 the hostile flooder.
-	nw, err := newNetns(rng, n+2)
+	// Nodes: 0 the relay, 1..n the peers, n+1 the hostile flooder, n+2 the
+	// delaying proxy.
+	nw, err := newNetns(rng, n+3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +197,11 @@ func runChaos(t *testing.T, cfg runConfig) runResult {
 	// relay and can reach each other only through it: their direct traffic
 	// is dropped both ways for the whole run.
 	relayedPair := func(a, b *proc) bool { return (slices.Index(peers, a)+slices.Index(peers, b))%2 == 1 }
+	proxyIdx := n + 2
+	proxied := func(a, b *proc) bool { // see the delaying proxy below
+		x, y := slices.Index(peers, a), slices.Index(peers, b)
+		return n >= 3 && min(x, y) == 0 && max(x, y) == 2
+	}
 	relayed := map[pair]bool{}
 	for i, a := range peers {
 		for j, b := range peers {
@@ -207,18 +213,38 @@ func runChaos(t *testing.T, cfg runConfig) runResult {
 			}
 		}
 	}
-	for i := range peers {
-		if c, err := nw.ruleCount(i + 1); err != nil {
+	// peer1 and peer3 (a direct pair) reach each other only through the
+	// delaying proxy: their direct traffic is dropped, their hints name the
+	// proxy, which forwards to the other's listen port.
+	var proxy *delayProxy
+	if n >= 3 {
+		if err := nw.block(1, 3); err != nil {
 			t.Fatal(err)
-		} else if want := countRelayedOf(peers[i], peers, relayedPair); c != want {
-			t.Fatalf("%s: %d drop rules in place, want %d", peers[i].name, c, want)
 		}
+		routes := []delayRoute{
+			{Listen: nw.ip[proxyIdx] + ":5001", Target: peers[0].ip + ":4001"},
+			{Listen: nw.ip[proxyIdx] + ":5003", Target: peers[2].ip + ":4001"},
+		}
+		if proxy, err = startDelayProxy(nw.ns[proxyIdx], routes, filepath.Join(dir, "delay-proxy.log")); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(proxy.stop)
 	}
 	hint := func(from, to *proc) string {
+		if proxied(from, to) {
+			return fmt.Sprintf("/ip4/%s/tcp/500%d/p2p/%s", nw.ip[proxyIdx], slices.Index(peers, to)+1, to.id())
+		}
 		if relayedPair(from, to) {
 			return relayAddr + "/p2p-circuit/p2p/" + to.id()
 		}
 		return fmt.Sprintf("/ip4/%s/tcp/4001/p2p/%s", to.ip, to.id())
+	}
+	for i := range peers {
+		if c, err := nw.ruleCount(i + 1); err != nil {
+			t.Fatal(err)
+		} else if want := countRelayedOf(peers[i], peers, func(a, b *proc) bool { return relayedPair(a, b) || proxied(a, b) }); c != want {
+			t.Fatalf("%s: %d drop rules in place, want %d", peers[i].name, c, want)
+		}
 	}
 	for _, p := range all {
 		p.start()
@@ -226,7 +252,7 @@ func runChaos(t *testing.T, cfg runConfig) runResult {
 	waitReady(t, h, len(all))
 
 	env := &faultEnv{t: t, rng: rng, spec: spec, nw: nw, relay: rl, peers: peers, hint: hint, relayedPair: relayedPair,
-		relayAddr: relayAddr, floodNS: nw.ns[n+1], dir: dir}
+		relayAddr: relayAddr, floodNS: nw.ns[n+1], dir: dir, proxy: proxy, proxied: proxied, proxyIdx: proxyIdx}
 
 	// Load: numbered messages over every ordered pair, paced to the rate
 	// (a late tick is made up for, so a loaded machine does not send

@@ -17,9 +17,9 @@ const sigCont = syscall.SIGCONT
 // allKinds are the fault kinds of a chaos run (docs/RELIABILITY.md).
 var allKinds = []string{
 	"kill-peer", "kill-relay", "pause-peer", "partition", "loss", "wake", "close-reconnect", // processes and links
-	"power-loss",               // SIGKILL and a power cut of the peer's filesystem
-	"flood",                    // hostile peers: throwaway identities, slow handshakes, malformed frames
-	"bandwidth", "delay-spike", // slow and narrow networks
+	"power-loss",                        // SIGKILL and a power cut of the peer's filesystem
+	"flood",                             // hostile peers: throwaway identities, slow handshakes, malformed frames
+	"bandwidth", "delay-spike", "stall", // slow and narrow networks
 	"suspend", "clock-jump", // clocks and suspend
 }
 
@@ -36,6 +36,9 @@ type faultEnv struct {
 	relayAddr   string
 	floodNS     string
 	dir         string
+	proxy       *delayProxy // on the path of the proxied pair (nil: none)
+	proxied     func(a, b *proc) bool
+	proxyIdx    int
 
 	busyMu sync.Mutex
 	busy   map[string]bool
@@ -105,19 +108,28 @@ func (e *faultEnv) linkFault(f *fault, a, b *proc, hold time.Duration, set func(
 	f.claims = []string{a.name, b.name}
 	f.subjects = []string{a.name, b.name}
 	f.pairs = [][2]string{{a.name, b.name}, {b.name, a.name}}
-	if e.relayedPair(a, b) {
-		j = 0
+	paths := [][2]int{{i, j}}
+	switch {
+	case e.relayedPair(a, b):
+		paths = [][2]int{{i, 0}}
 		f.claims = []string{a.name, "relay"}
 		f.subjects = []string{a.name}
 		f.pairs = e.relayedPairsOf(a)
+	case e.proxied(a, b):
+		// Their path is through the proxy: both peers' links to it.
+		paths = [][2]int{{i, e.proxyIdx}, {j, e.proxyIdx}}
 	}
 	return func() {
-		if err := set(i, j); err != nil {
-			e.t.Errorf("%s: %v", f.kind, err)
+		for _, p := range paths {
+			if err := set(p[0], p[1]); err != nil {
+				e.t.Errorf("%s: %v", f.kind, err)
+			}
 		}
 		time.Sleep(hold) // the fault lasts this long
-		if err := e.nw.heal(i, j); err != nil {
-			e.t.Errorf("heal: %v", err)
+		for _, p := range paths {
+			if err := e.nw.heal(p[0], p[1]); err != nil {
+				e.t.Errorf("heal: %v", err)
+			}
 		}
 	}
 }
@@ -160,9 +172,31 @@ func (e *faultEnv) plan(kind string) (fault, func()) {
 		hold = e.dur(3*time.Second, 8*time.Second)
 		run = e.linkFault(&f, a, b, hold, func(i, j int) error { return e.nw.limit(i, j, bps) })
 	case "delay-spike":
+		// The delaying proxy on the path of peer1 and peer3 adds 200–800
+		// ms of latency to every chunk, each way, for 2–5 s.
+		if e.proxy == nil {
+			hold = 0
+			run = func() {}
+			break
+		}
+		a, b = e.peers[0], e.peers[2]
+		f.claims, f.subjects = []string{"proxy", a.name, b.name}, []string{a.name, b.name}
+		f.pairs = [][2]string{{a.name, b.name}, {b.name, a.name}}
+		hold = e.dur(2*time.Second, 5*time.Second)
+		lat := e.dur(200*time.Millisecond, 800*time.Millisecond)
+		run = func() {
+			if err := e.proxy.setDelay(lat); err != nil {
+				e.t.Errorf("delay-spike: %v", err)
+			}
+			time.Sleep(hold) // the spike lasts this long
+			if err := e.proxy.setDelay(0); err != nil {
+				e.t.Errorf("delay-spike: %v", err)
+			}
+		}
+	case "stall":
 		// Every packet of the path held back for 300–900 ms: shorter than
 		// the liveness detection (3 s), so the links stay up and TCP
-		// retransmits, which the application sees as a delay spike.
+		// retransmits, which the application sees as a stall.
 		hold = e.dur(300*time.Millisecond, 900*time.Millisecond)
 		run = e.linkFault(&f, a, b, hold, func(i, j int) error { return e.nw.drop(i, j, 100) })
 	case "wake":

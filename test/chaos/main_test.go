@@ -23,6 +23,9 @@ func setSummary(s string) {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(delayEnv) != "" {
+		os.Exit(delayMain(os.Getenv(delayEnv))) // the delaying proxy, a child of TestChaos
+	}
 	if os.Getenv(floodEnv) != "" {
 		os.Exit(floodMain(os.Getenv(floodEnv))) // the hostile flooder, a child of TestChaos
 	}
