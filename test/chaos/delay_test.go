@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,7 +34,6 @@ type delayProxy struct {
 	cmd   *exec.Cmd
 	in    io.WriteCloser
 	mu    sync.Mutex
-	out   strings.Builder
 	ready chan struct{}
 }
 
