@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -253,6 +254,14 @@ func runChaos(t *testing.T, cfg runConfig) runResult {
 
 	env := &faultEnv{t: t, rng: rng, spec: spec, nw: nw, relay: rl, peers: peers, hint: hint, relayedPair: relayedPair,
 		relayAddr: relayAddr, floodNS: nw.ns[n+1], dir: dir, proxy: proxy, proxied: proxied, proxyIdx: proxyIdx}
+	t.Cleanup(func() {
+		env.children.Range(func(k, _ any) bool {
+			if c := k.(*exec.Cmd); c.Process != nil {
+				syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+			}
+			return true
+		})
+	})
 
 	// Load: numbered messages over every ordered pair, paced to the rate
 	// (a late tick is made up for, so a loaded machine does not send

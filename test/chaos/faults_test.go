@@ -40,6 +40,8 @@ type faultEnv struct {
 	proxied     func(a, b *proc) bool
 	proxyIdx    int
 
+	children sync.Map // *exec.Cmd of running flood helpers
+
 	busyMu sync.Mutex
 	busy   map[string]bool
 	clkMu  sync.Mutex

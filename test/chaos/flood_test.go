@@ -51,7 +51,15 @@ func (e *faultEnv) flood() error {
 	cmd := inNS(e.floodNS, exe)
 	cmd.Env = append(os.Environ(), floodEnv+"="+string(b))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
+	var buf strings.Builder
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	e.children.Store(cmd, true) // killed by the run's cleanup if the test ends first
+	err = cmd.Wait()
+	e.children.Delete(cmd)
+	out := []byte(buf.String())
 	os.WriteFile(fmt.Sprintf("%s/flood-%d.log", e.dir, time.Now().UnixNano()), out, 0o600)
 	if err != nil {
 		return fmt.Errorf("flood helper: %v\n%s", err, tail(out, 2000))
