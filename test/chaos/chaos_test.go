@@ -43,7 +43,7 @@ type profileSpec struct {
 var profiles = map[string]profileSpec{
 	"short": {peers: 3, duration: 90 * time.Second, rate: 250, faultGap: 1200 * time.Millisecond, drain: 120 * time.Second,
 		minMessages: 10000, minFaults: 30, extra: 60 * time.Second, flood: 1500},
-	"long": {peers: 5, duration: 80 * time.Minute, rate: 240, faultGap: 3500 * time.Millisecond, drain: 5 * time.Minute,
+	"long": {peers: 5, duration: 80 * time.Minute, rate: 280, faultGap: 3500 * time.Millisecond, drain: 5 * time.Minute,
 		minMessages: 1000000, minFaults: 1000, extra: 10 * time.Minute, flood: 3000},
 }
 
