@@ -74,6 +74,17 @@ func (d *Daemon) runOp(r request) (any, error) {
 			Event string          `json:"event"`
 			ID    json.RawMessage `json:"id,omitempty"`
 		}{"woke", r.ID}, nil
+	case "clock":
+		if d.opts.TestClock == nil {
+			return nil, fieldError("op", "the clock op is test-only and needs the daemon started with a TestClock (ocapnet peer --test-clock)")
+		}
+		off := d.opts.TestClock.Jump(time.Duration(r.JumpMs) * time.Millisecond)
+		d.log.Warn("test clock stepped", "jump", time.Duration(r.JumpMs)*time.Millisecond, "offset", off)
+		return struct {
+			Event    string          `json:"event"`
+			ID       json.RawMessage `json:"id,omitempty"`
+			OffsetMs int64           `json:"offsetMs"`
+		}{"clock", r.ID, off.Milliseconds()}, nil
 	default:
 		return d.peerOp(r)
 	}

@@ -87,6 +87,12 @@ type Options struct {
 	// Version().
 	Version string
 
+	// TestClock, for tests only, enables the stdio and API op "clock",
+	// which steps this clock; the caller must also make it the node's wall
+	// clock (Node.Transport.Now = TestClock.Now). Default nil: the op is
+	// refused.
+	TestClock *TestClock
+
 	// Logger receives the daemon's logs. Default: discard.
 	Logger *slog.Logger
 }

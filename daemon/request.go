@@ -28,6 +28,7 @@ type request struct {
 	Name, Iface, Call, URL, Ref, Error string
 	Value, Args                        json.RawMessage
 	Rejected                           bool
+	JumpMs                             int64 // clock (test only)
 }
 
 // opFields lists, for every op, the fields it takes besides "op" and "id".
@@ -46,6 +47,9 @@ var opFields = map[string][]string{
 	"resolve":   {"call", "value", "rejected", "error"},
 	"redeem":    {"url"},
 	"call":      {"ref", "method", "args"},
+	// Test only, refused unless the daemon has a TestClock (the peer
+	// command's --test-clock): steps the node's wall clock.
+	"clock": {"jumpMs"},
 }
 
 // opNames is the list of ops for error messages.
@@ -382,6 +386,10 @@ func (r *request) setField(key string, val json.RawMessage) error {
 		}
 	case "params":
 		r.Params = val
+	case "jumpMs":
+		if err := json.Unmarshal(val, &r.JumpMs); err != nil {
+			return fieldError(key, "want an integer number of milliseconds, got %s", jsonKind(val))
+		}
 	case "hints":
 		if jsonKind(val) != "an array" {
 			return fieldError(key, "want an array of multiaddr strings, got %s", jsonKind(val))

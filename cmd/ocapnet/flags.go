@@ -37,6 +37,10 @@ func newFlagSet(name string, out io.Writer, synopsis string) *flag.FlagSet {
 	return fs
 }
 
+// testFlagPrefix starts the names of test-only flags, which the help does
+// not list (peer --test-clock).
+const testFlagPrefix = "test-"
+
 // printFlags lists the flags: name, value type, environment variable, usage
 // and default.
 func printFlags(out io.Writer, fs *flag.FlagSet) {
@@ -47,6 +51,9 @@ func printFlags(out io.Writer, fs *flag.FlagSet) {
 	}
 	fmt.Fprintln(out, "\nflags (each can also be set by the environment variable shown):")
 	fs.VisitAll(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Name, testFlagPrefix) {
+			return // test-only flags are not shown
+		}
 		typ, usage := flag.UnquoteUsage(f)
 		if _, ok := f.Value.(*listFlag); ok {
 			typ = "value (repeatable)"

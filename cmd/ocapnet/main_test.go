@@ -144,7 +144,16 @@ func ocapnetBinary(t *testing.T) string {
 	return binPath
 }
 
+// asCommandEnv, set to 1, makes this test binary run as the ocapnet command
+// itself (its arguments are the command's): the chaos suite's no-fsync
+// self-test runs peers from a test binary built with the store's
+// ocapnet_nosync tag, which only test binaries may carry.
+const asCommandEnv = "OCAPNET_TEST_AS_COMMAND"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(asCommandEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	code := m.Run()
 	if binPath != "" && buildErr == nil {
 		os.RemoveAll(filepath.Dir(binPath))

@@ -60,6 +60,7 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 	sseMaxLag := sizeFlag(daemon.DefaultSSEMaxLag)
 	fs.Var(&sseMaxLag, "sse-max-lag", "disconnect an event stream client that falls this far behind, telling it why")
 	sseWriteTimeout := fs.Duration("sse-write-timeout", daemon.DefaultSSEWriteTimeout, "disconnect an event stream client that does not read for this long")
+	testClock := fs.Bool(testFlagPrefix+"clock", false, "test only: a steppable wall clock and the stdio op clock {\"jumpMs\":N} (the chaos suite)")
 	readyWait := fs.Duration("ready-wait", daemon.DefaultReadyWait, "how long the ready line waits for the first relay reservations (-1s: no wait)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to this file until it stops ({pid} in the name is replaced by the process ID)")
 	blockProfile := fs.String("blockprofile", "", "write a profile of where goroutines wait (channels, locks, select) to this file when the process stops ({pid} as for --cpuprofile)")
@@ -112,6 +113,11 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 	}
 	if *stdio {
 		opts.Out = stdout
+	}
+	if *testClock {
+		opts.TestClock = &daemon.TestClock{}
+		opts.Node.Transport.Now = opts.TestClock.Now
+		log.Warn("test clock enabled (--test-clock): the clock op steps this node's wall clock")
 	}
 	// Catch SIGINT/SIGTERM before anything is announced, so a signal sent
 	// right after the ready line always stops us cleanly.
