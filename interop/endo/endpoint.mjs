@@ -263,6 +263,7 @@ const localObjects = {
     echo: (x) => x,
     add: (a, b) => a + b,
     fail: (msg) => { throw TypeError(msg) },
+    hang: () => new Promise(() => {}),
     callBack: (obj, method, ...args) => E(obj)[method](...args)
   })
 }
