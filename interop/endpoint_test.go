@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -138,25 +139,28 @@ func goTestObject(k *rawKernel, seen chan<- []any, release <-chan struct{}) smal
 // kernelPair starts a Go side and a JavaScript endpoint that know each
 // other's addresses.
 type kernelPair struct {
-	k        *rawKernel
-	js       *jsPeer
-	jsID     peer.ID
-	seed     string
-	state    string
-	jsListen string
-	goAddr   string
-	jsAddr   string
-	seen     chan []any
-	release  chan struct{}
-	goObj    smallcaps.Remotable
+	k           *rawKernel
+	js          *jsPeer
+	jsID        peer.ID
+	seed        string
+	keySeed     string // the Go side's
+	state       string
+	jsListen    string
+	goAddr      string
+	jsAddr      string
+	seen        chan []any
+	release     chan struct{}
+	releaseOnce sync.Once
+	goObj       smallcaps.Remotable
 }
 
 func newKernelPair(t *testing.T) *kernelPair {
-	p := &kernelPair{seed: randomSeed(t).Hex(), state: filepath.Join(t.TempDir(), "js-state.json"),
+	p := &kernelPair{seed: randomSeed(t).Hex(), keySeed: randomSeed(t).Hex(), state: filepath.Join(t.TempDir(), "js-state.json"),
 		seen: make(chan []any, 100), release: make(chan struct{})}
-	p.k = newRawKernel(t, t.TempDir(), []string{"/ip4/127.0.0.1/tcp/0"})
+	p.k = newRawKernel(t, t.TempDir(), p.keySeed, []string{"/ip4/127.0.0.1/tcp/0"})
 	p.goAddr = p.k.g.addr(t, "/tcp/")
 	p.goObj = goTestObject(p.k, p.seen, p.release)
+	t.Cleanup(p.releaseHold) // before the kernel's cleanup, which waits for its objects
 	p.startJS(t, "/ip4/127.0.0.1/tcp/0")
 	return p
 }
@@ -171,6 +175,11 @@ func (p *kernelPair) startJS(t *testing.T, listen string) {
 	}
 	p.jsID = id
 	p.k.connect(id, p.jsAddr)
+}
+
+// releaseHold lets the Go object's hold calls return.
+func (p *kernelPair) releaseHold() {
+	p.releaseOnce.Do(func() { close(p.release) })
 }
 
 // jsCall has the JavaScript endpoint call target.method(args) (bridge JSON
@@ -381,7 +390,7 @@ func TestJSEndpointRestartSameIncarnation(t *testing.T) {
 	expectSeen(t, p.seen, `[]`)
 	p.js.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.js.done
-	close(p.release) // Go resolves JavaScript's call while it is down
+	p.releaseHold() // Go resolves JavaScript's call while it is down
 	pending, err := p.k.callAsync(ref, "echo", "sent while down")
 	if err != nil {
 		t.Fatal(err)
@@ -464,4 +473,90 @@ func TestJSEndpointRestartNewIncarnation(t *testing.T) {
 	}
 	expectResult(t, p.jsCall(t, "a", "go", "echo", `["after"]`), true, `"after"`)
 	expectSeen(t, p.seen, `["after"]`)
+}
+
+// The Go side stops and starts again on its data directory (the same
+// identity and incarnation; rawKernel keeps its tables as an endpoint
+// persists them) mid-conversation: a JavaScript call Go was still working
+// on when it stopped and one made while Go is down both complete, in order
+// (one message at a time per object), and the references of both sides
+// still work (JavaScript keeps its tables, kp
+// §8.1 applies only to a new incarnation).
+func TestGoRestartSameIncarnation(t *testing.T) {
+	p := newKernelPair(t)
+	p.jsRedeemGo(t, "r1", "go")
+	ref, _ := p.goRedeemJS(t)
+	p.js.do(map[string]any{"op": "call", "id": "h", "target": "go", "method": "hold", "args": []any{}})
+	expectSeen(t, p.seen, `[]`)
+
+	listen := p.goAddr[:strings.Index(p.goAddr, "/p2p/")]
+	p.k.stopNode()
+	p.js.do(map[string]any{"op": "call", "id": "d", "target": "go", "method": "echo", "args": []any{"sent while Go is down"}})
+	p.js.nextWith("sent", "to", p.k.g.PeerID().String(), 10*time.Second)
+	p.k.startNode(p.k.dir, []string{listen})
+	waitFor(t, 30*time.Second, "the call made while Go was down", func() bool { return len(p.k.g.messages()) == 1 })
+	p.releaseHold()
+	expectResult(t, p.js.nextWith("result", "id", "h", 30*time.Second), true, `"held"`)
+	expectResult(t, p.js.nextWith("result", "id", "d", 30*time.Second), true, `"sent while Go is down"`)
+	expectSeen(t, p.seen, `["sent while Go is down"]`)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if o, err := p.k.call(ctx, ref, "callBack", p.goObj, "echo", "round trip"); err != nil || o.rejected || o.value != "round trip" {
+		t.Fatalf("Go's call after its restart: %+v %v", o, err)
+	}
+	expectSeen(t, p.seen, `["round trip"]`)
+}
+
+// The Go side comes back without its state (a new data directory, the same
+// key seed: a new incarnation). The JavaScript endpoint applies kp §8.1 as
+// the JavaScript kernel does: it forgets Go's allocations, so its call on
+// the old Go reference is rejected with OBJECT_DELETED; it keeps its own, so
+// Go's new incarnation can redeem and call a JavaScript object; and its call
+// that the old Go never answered stays pending (K3: upstream rejects
+// nothing; its callers hang). A fresh Go URL works.
+func TestGoRestartNewIncarnation(t *testing.T) {
+	p := newKernelPair(t)
+	p.jsRedeemGo(t, "r1", "go")
+	p.js.do(map[string]any{"op": "call", "id": "h", "target": "go", "method": "hold", "args": []any{}})
+	expectSeen(t, p.seen, `[]`)
+
+	listen := p.goAddr[:strings.Index(p.goAddr, "/p2p/")]
+	oldID := p.k.g.PeerID()
+	p.k.stopNode()
+	p.releaseHold() // the old incarnation's answer is lost with it
+	p.k.stop()
+	p.k = newRawKernel(t, t.TempDir(), p.keySeed, []string{listen})
+	if p.k.g.PeerID() != oldID {
+		t.Fatalf("the new Go incarnation has another peer ID")
+	}
+	p.k.connect(p.jsID, p.jsAddr)
+	p.seen = make(chan []any, 100)
+	p.goObj = goTestObject(p.k, p.seen, p.release)
+
+	// Go makes contact: it redeems a JavaScript URL (JavaScript's own
+	// allocations survive its view of Go's restart).
+	ref, _ := p.goRedeemJS(t)
+	ev := p.js.next("peerRestarted", 10*time.Second)
+	if ev["forgotten"] != 1.0 {
+		t.Errorf("JavaScript forgot %v Go allocations, want 1 (the object; hold's result is JavaScript's)", ev["forgotten"])
+	}
+	expectResult(t, p.jsCall(t, "old", "go", "echo", `["to the old Go object"]`), false,
+		`{"@error":{"name":"Error","message":"[KERNEL:OBJECT_DELETED] Target object has no owner; it may have been deleted"}}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if o, err := p.k.call(ctx, ref, "echo", "new Go"); err != nil || o.rejected || o.value != "new Go" {
+		t.Fatalf("the new Go's call: %+v %v", o, err)
+	}
+	p.jsRedeemGo(t, "r2", "go2")
+	expectResult(t, p.jsCall(t, "new", "go2", "echo", `["to the new Go object"]`), true, `"to the new Go object"`)
+	expectSeen(t, p.seen, `["to the new Go object"]`)
+
+	// K3: JavaScript still waits for hold's result.
+	p.js.do(map[string]any{"op": "state"})
+	st := p.js.next("state", 10*time.Second)
+	calls := st["kernel"].(map[string]any)["calls"].(map[string]any)
+	if !strings.Contains(canon(t, calls), `"h"`) {
+		t.Fatalf("JavaScript's call to the old Go is no longer pending: %v", calls)
+	}
 }

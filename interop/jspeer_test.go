@@ -202,12 +202,13 @@ func startGo(t *testing.T, listen []string, relays ...string) *goNode {
 // was used before).
 func startGoDir(t *testing.T, dir string, listen []string, relays ...string) *goNode {
 	t.Helper()
-	return startGoDirHooks(t, dir, nil, nil, listen, relays...)
+	return startGoDirHooks(t, dir, "", nil, nil, listen, relays...)
 }
 
-// startGoDirHooks is startGoDir with hooks called for each message (its
-// error refuses the message) and each event, after they are recorded.
-func startGoDirHooks(t *testing.T, dir string, onMsg func(node.Message) error, onEv func(node.Event), listen []string, relays ...string) *goNode {
+// startGoDirHooks is startGoDir with a key seed (for a new data directory;
+// "": random) and hooks called for each message (its error refuses the
+// message) and each event, after they are recorded.
+func startGoDirHooks(t *testing.T, dir, keySeed string, onMsg func(node.Message) error, onEv func(node.Event), listen []string, relays ...string) *goNode {
 	t.Helper()
 	g := &goNode{logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, reg: prometheus.NewRegistry()}
 	level := slog.LevelInfo
@@ -217,6 +218,7 @@ func startGoDirHooks(t *testing.T, dir string, onMsg func(node.Message) error, o
 	log := slog.New(slog.NewTextHandler(&lockedWriter{mu: g.logMu, w: g.logs}, &slog.HandlerOptions{Level: level}))
 	n, err := node.Start(context.Background(), node.Options{
 		Dir:        dir,
+		KeySeed:    keySeed,
 		AckTimeout: time.Second,
 		Logger:     log,
 		Transport: transport.Config{ListenAddrs: listen, Relays: relays, ReconnectBaseDelay: 50 * time.Millisecond,

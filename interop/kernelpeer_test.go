@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -35,6 +36,7 @@ import (
 type rawKernel struct {
 	t    *testing.T
 	g    *goNode
+	dir  string
 	peer peer.ID
 	hint string
 
@@ -80,13 +82,32 @@ var (
 
 const peerRestartedText = "[KERNEL:PEER_RESTARTED] Remote peer restarted (incarnation changed)"
 
-func newRawKernel(t *testing.T, dir string, listen []string) *rawKernel {
-	k := &rawKernel{t: t, epoch: 1, objects: map[uint64]*goObject{}, oids: map[string]uint64{}, imports: map[string]bool{},
+func newRawKernel(t *testing.T, dir, keySeed string, listen []string) *rawKernel {
+	k := &rawKernel{t: t, dir: dir, epoch: 1, objects: map[uint64]*goObject{}, oids: map[string]uint64{}, imports: map[string]bool{},
 		fresh: map[uint64]bool{}, calls: map[uint64]chan outcome{}, toResolve: map[uint64]bool{},
 		redeeming: map[string]chan redeemOut{}, awaiting: map[string]bool{}}
-	k.g = startGoDirHooks(t, dir, k.onMessage, k.onEvent, listen)
+	k.g = startGoDirHooks(t, dir, keySeed, k.onMessage, k.onEvent, listen)
 	t.Cleanup(k.stop)
 	return k
+}
+
+// stopNode stops the Go node (its tables stay, as if persisted).
+func (k *rawKernel) stopNode() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := k.g.Stop(ctx); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+// startNode starts the Go node again on its data directory dir: the same
+// identity and incarnation, and the tables it kept.
+func (k *rawKernel) startNode(dir string, listen []string) {
+	// Frames may arrive before Start returns: they wait for k.mu, and so
+	// for k.g to be the new node.
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.g = startGoDirHooks(k.t, dir, "", k.onMessage, k.onEvent, listen)
 }
 
 func (k *rawKernel) stop() {
@@ -326,7 +347,7 @@ func (k *rawKernel) resolve(n uint64, v any, err error) {
 		return // the peer restarted meanwhile
 	}
 	if err := k.send(&kernelwire.Notify{Resolutions: []kernelwire.Resolution{{
-		Promise: kernelwire.OutRef(kernelwire.Promise, kernelwire.Remote, n), Rejected: rejected, Data: cd}}}); err != nil {
+		Promise: kernelwire.OutRef(kernelwire.Promise, kernelwire.Remote, n), Rejected: rejected, Data: cd}}}); err != nil && !errors.Is(err, node.ErrStopped) {
 		k.t.Errorf("resolving rp-%d: %v", n, err)
 	}
 	k.toResolve[n] = false

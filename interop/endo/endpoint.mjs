@@ -241,7 +241,7 @@ function sendTo (kref, method, args, callId) {
   const kp = newPromise(o.owner)
   if (callId !== undefined) K().calls[kp] = callId
   if (!o.owner) {
-    resolve(kp, true, Error('[KERNEL:OBJECT_DELETED] Target object has no owner; it may have been deleted'))
+    resolve(kp, true, harden(Error('[KERNEL:OBJECT_DELETED] Target object has no owner; it may have been deleted')))
     return kp
   }
   if (o.owner === 'local') throw Error('local calls are not supported')
