@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ocapnet/ocapnet/endpoint"
 	"github.com/ocapnet/ocapnet/node"
 	"github.com/ocapnet/ocapnet/transport"
 )
@@ -128,6 +129,9 @@ func (a *apiServer) routes() http.Handler {
 	authed("GET /v1/peers/{peer}/parked", a.peerOp("parked"))
 	for _, op := range []string{"close", "reconnect", "resend", "discard", "forget"} {
 		authed("POST /v1/peers/{peer}/"+op, a.peerOp(op))
+	}
+	for _, op := range []string{"export", "resolve", "redeem", "call"} {
+		authed("POST /v1/"+op, a.kernelOp(op))
 	}
 	authed("GET /v1/events", a.events)
 	authed("POST /v1/events/ack", a.ackEvents)
@@ -407,6 +411,46 @@ func (a *apiServer) peerOp(op string) http.HandlerFunc {
 	}
 }
 
+// kernelOp runs a kernel op from a JSON body; redeem and call answer once
+// the peer has (within ?timeout=, default 60 s, at most 10 min).
+func (a *apiServer) kernelOp(op string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := checkQuery(r, "timeout"); err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		timeout := 60 * time.Second
+		if q := r.URL.Query().Get("timeout"); q != "" {
+			d, err := time.ParseDuration(q)
+			if err != nil || d <= 0 || d > 10*time.Minute {
+				writeError(w, http.StatusBadRequest, fieldError("timeout", "want a duration up to 10m, got %q", q))
+				return
+			}
+			timeout = d
+		}
+		body, e := readBody(w, r, maxRequestBody)
+		if e != nil {
+			writeError(w, e.status, e.err)
+			return
+		}
+		req, err := parseRequest(body, op)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		stop := context.AfterFunc(a.d.kctx, cancel)
+		defer stop()
+		res, err := a.d.kernelOp(ctx, req)
+		if err != nil {
+			writeError(w, errorStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
 // ackEvents deletes the events up to {"upTo": N} from the log.
 func (a *apiServer) ackEvents(w http.ResponseWriter, r *http.Request) {
 	body, e := readBody(w, r, maxRequestBody)
@@ -486,6 +530,10 @@ func errorStatus(err error) int {
 		return 400
 	case errors.Is(err, node.ErrPeerDenied):
 		return 403
+	case errors.Is(err, ErrNoKernel), errors.Is(err, ErrUnknownHandle), errors.Is(err, endpoint.ErrRedeemFailed):
+		return 404
+	case errors.Is(err, endpoint.ErrRedeemTimeout), errors.Is(err, endpoint.ErrGaveUp), errors.Is(err, endpoint.ErrPeerRestarted):
+		return 504
 	case errors.Is(err, node.ErrNothingParked):
 		return 404
 	case errors.Is(err, transport.ErrIntentionallyClosed), errors.Is(err, transport.ErrClosedByPeer):

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ocapnet/ocapnet/endpoint"
 	"github.com/ocapnet/ocapnet/node"
 )
 
@@ -40,6 +41,14 @@ type Daemon struct {
 	watch   *peerWatch
 	acks    *ackWaiters
 	started time.Time
+
+	// ep is the kernel endpoint (Options.Kernel), nil without; kernel
+	// holds the ops' handles; kctx ends when Stop begins (kernel ops
+	// waiting for a peer).
+	ep      *endpoint.Endpoint
+	kernel  *kernelState
+	kctx    context.Context
+	kcancel context.CancelFunc
 
 	// setup is closed when Start is done: the node's callbacks wait for it,
 	// so that nothing is delivered before the event log is open.
@@ -87,18 +96,43 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	if o.Node.Logger == nil {
 		o.Node.Logger = o.Logger
 	}
-	n, err := node.Start(ctx, o.Node, node.Handler{OnMessage: d.onMessage, OnEvent: d.onEvent})
+	h := node.Handler{OnMessage: d.onMessage, OnEvent: d.onEvent}
+	d.kctx, d.kcancel = context.WithCancel(context.Background())
+	if o.Kernel {
+		d.kernel = newKernelState()
+		if d.ep, err = endpoint.New(endpoint.Options{OnMessage: d.onMessage, OnEvent: d.onEvent, Logger: o.Logger,
+			Bind: func(name string) endpoint.Handler { return d.kernel.object(d, name, "") }}); err != nil {
+			return nil, err
+		}
+		h = d.ep.Handler()
+	}
+	n, err := node.Start(ctx, o.Node, h)
 	if err != nil {
 		d.setupFail = true
 		close(d.setup)
+		if d.ep != nil {
+			d.ep.Close()
+		}
 		return nil, err
 	}
 	d.n = n
+	if d.ep != nil {
+		if err := d.ep.Attach(n); err != nil {
+			d.setupFail = true
+			close(d.setup)
+			d.ep.Close()
+			n.Stop(ctx)
+			return nil, err
+		}
+	}
 	fail := func(err error) (*Daemon, error) {
 		d.setupFail = true
 		close(d.setup)
 		if d.elog != nil {
 			d.elog.stop()
+		}
+		if d.ep != nil {
+			d.ep.Close()
 		}
 		n.Stop(ctx)
 		return nil, err
@@ -216,6 +250,10 @@ func (d *Daemon) stop() {
 		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		errs = append(errs, d.api.stop(ctx))
 		cancel()
+	}
+	d.kcancel()
+	if d.ep != nil {
+		d.ep.Close()
 	}
 	d.wg.Wait()
 	if d.elog != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/ocapnet/ocapnet/endpoint"
 	"github.com/ocapnet/ocapnet/node"
 )
 
@@ -214,7 +215,7 @@ func (d *Daemon) ackLines(e node.Acknowledged) [][]byte {
 	if d.opts.CumulativeAcks {
 		ids := []json.RawMessage{}
 		for s := e.From; s <= e.To; s++ {
-			if t := e.Tags[s]; t != nil {
+			if t := e.Tags[s]; t != nil && !endpoint.IsFrameTag(t) {
 				ids = append(ids, t)
 			}
 		}
@@ -222,6 +223,9 @@ func (d *Daemon) ackLines(e node.Acknowledged) [][]byte {
 	}
 	lines := make([][]byte, 0, e.To-e.From+1)
 	for s := e.From; s <= e.To; s++ {
+		if endpoint.IsFrameTag(e.Tags[s]) {
+			continue // the kernel endpoint's own frame, not a send of the client
+		}
 		lines = append(lines, seqEvent("acked", e.Tags[s], e.Peer, s))
 	}
 	return lines

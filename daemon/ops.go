@@ -63,6 +63,8 @@ func (d *Daemon) runOp(r request) (any, error) {
 		inf := d.Info()
 		inf.Event, inf.ID = "info", r.ID
 		return inf, nil
+	case "export", "resolve", "redeem", "call":
+		return d.kernelOp(d.kctx, r)
 	case "wake":
 		// What the wake detector does after a sleep: reset every backoff
 		// and cut waits short. A hook for tests and for hosts that learn

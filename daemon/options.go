@@ -77,6 +77,12 @@ type Options struct {
 	// includes the /p2p-circuit addresses. Default 5 s; negative: no wait.
 	ReadyWait time.Duration
 
+	// Kernel runs a kernel endpoint (package endpoint) on the node: the
+	// kernel messages (deliver, redeemURL, redeemURLReply) go to it
+	// instead of "message" events, and the export, resolve, redeem and
+	// call ops work (--kernel). Default off.
+	Kernel bool
+
 	// Version is reported by the info op and the status page. Default:
 	// Version().
 	Version string

@@ -24,6 +24,10 @@ type request struct {
 	Method string
 	Params json.RawMessage
 	Hints  []string
+	// The kernel ops (kernel.go).
+	Name, Iface, Call, URL, Ref, Error string
+	Value, Args                        json.RawMessage
+	Rejected                           bool
 }
 
 // opFields lists, for every op, the fields it takes besides "op" and "id".
@@ -38,10 +42,14 @@ var opFields = map[string][]string{
 	"peers":     nil,
 	"info":      nil,
 	"wake":      nil,
+	"export":    {"name", "iface"},
+	"resolve":   {"call", "value", "rejected", "error"},
+	"redeem":    {"url"},
+	"call":      {"ref", "method", "args"},
 }
 
 // opNames is the list of ops for error messages.
-const opNames = "send, close, reconnect, peers, parked, resend, discard, forget, info, wake"
+const opNames = "send, close, reconnect, peers, parked, resend, discard, forget, info, wake, export, resolve, redeem, call"
 
 // RequestError is a bad request: what was wrong and where (a field, a byte
 // offset in the line or body, an item of a batch). It wraps ErrBadRequest.
@@ -354,12 +362,24 @@ func (r *request) setField(key string, val json.RawMessage) error {
 		} else {
 			r.Peer = id
 		}
-	case "method":
+	case "method", "name", "iface", "call", "url", "ref", "error":
 		s, err := str()
 		if err != nil {
 			return err
 		}
-		r.Method = s
+		*map[string]*string{"method": &r.Method, "name": &r.Name, "iface": &r.Iface, "call": &r.Call, "url": &r.URL,
+			"ref": &r.Ref, "error": &r.Error}[key] = s
+	case "value":
+		r.Value = val
+	case "args":
+		if jsonKind(val) != "an array" {
+			return fieldError(key, "want an array of values, got %s", jsonKind(val))
+		}
+		r.Args = val
+	case "rejected":
+		if err := json.Unmarshal(val, &r.Rejected); err != nil {
+			return fieldError(key, "want a boolean, got %s", jsonKind(val))
+		}
 	case "params":
 		r.Params = val
 	case "hints":
@@ -392,6 +412,24 @@ func (r *request) check() error {
 		}
 		if err := transport.CheckHints(r.To, r.Hints); err != nil {
 			return fieldError("hints", "%v", err)
+		}
+	case "resolve":
+		if r.Call == "" {
+			return fieldError("call", "is required")
+		}
+		if r.Error != "" && (r.Value != nil || r.Rejected) {
+			return fieldError("error", "goes without value and rejected (it rejects with an Error of that message)")
+		}
+	case "redeem":
+		if r.URL == "" {
+			return fieldError("url", "is required")
+		}
+	case "call":
+		if r.Ref == "" {
+			return fieldError("ref", "is required")
+		}
+		if r.Method == "" {
+			return fieldError("method", "is required")
 		}
 	case "close", "reconnect", "parked", "resend", "discard", "forget":
 		if r.Peer == "" {

@@ -146,6 +146,11 @@ func (d *Daemon) runJobs(ctx context.Context, jobs []job) {
 			answers = append(answers, d.errorLine(j, j.err))
 		case j.req.Op == "send":
 			sends = append(sends, j)
+		case kernelAsync(j.req.Op):
+			// Answered when the peer has answered, possibly after later
+			// lines' answers.
+			flushSends()
+			d.runAsync(j)
 		default:
 			flushSends()
 			res, err := d.runOp(j.req)
@@ -162,6 +167,26 @@ func (d *Daemon) runJobs(ctx context.Context, jobs []job) {
 			d.log.Error("writing answers failed", "err", err)
 		}
 	}
+}
+
+// runAsync runs a kernel op that waits for a peer and writes its answer
+// when it comes.
+func (d *Daemon) runAsync(j job) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		var line []byte
+		if res, err := d.runOp(j.req); err != nil {
+			line = d.errorLine(j, err)
+		} else {
+			line = mustJSON(res)
+		}
+		if d.out != nil {
+			if err := d.out.write(line); err != nil {
+				d.log.Error("writing an answer failed", "err", err)
+			}
+		}
+	}()
 }
 
 func (d *Daemon) errorLine(j job, err error) []byte {

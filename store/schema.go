@@ -8,9 +8,9 @@ import (
 )
 
 // SchemaVersion is the layout version this code reads and writes.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
-// The file's layout (schema 3). Keys of logs are 8-byte big-endian numbers.
+// The file's layout (schema 4). Keys of logs are 8-byte big-endian numbers.
 //
 //	meta/                 application "ocapnet", schema (8-byte version),
 //	                      identity, lastActive, relays (JSON)
@@ -20,12 +20,15 @@ const SchemaVersion = 3
 //	                      by the first append (a peer without it is small
 //	                      enough to be kept inline)
 //	events/               <id>: the daemon's event, as given
+//	kv/<namespace>/       <key>: value, opaque to the store (schema 4; kv.go)
 var (
 	bucketMeta  = []byte("meta")
 	bucketPeers = []byte("peers")
 	bucketOut   = []byte("out")
 	// bucketEvents is the peer daemon's durable event log (schema 2).
 	bucketEvents = []byte("events")
+	// bucketKV holds the namespaces of layers above the node (schema 4).
+	bucketKV = []byte("kv")
 
 	keySchema      = []byte("schema")
 	keyApplication = []byte("application")
@@ -40,7 +43,7 @@ var (
 // migrations[v] upgrades a database from schema version v to v+1, in the
 // transaction that then records the new version. Version 0 is an empty (new)
 // file; 1 had no event log; 2 kept no parked boundary or log length in the
-// peer record.
+// peer record; 3 had no KV area.
 var migrations = []func(*bolt.Tx) error{
 	0: func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketPeers} {
@@ -55,6 +58,10 @@ var migrations = []func(*bolt.Tx) error{
 		return err
 	},
 	2: migrateV3,
+	3: func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketKV)
+		return err
+	},
 }
 
 // migrate checks the file is ours and brings it to SchemaVersion.

@@ -57,11 +57,19 @@ func (d *demoPeer) counts() (distinct, dups int) {
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("demo", stderr, "[--before N] [--during N]")
+	fs := newFlagSet("demo", stderr, "[--before N] [--during N] | --kernel")
 	before := fs.Int("before", 20, "messages sent while both peers are up")
 	during := fs.Int("during", 30, "messages sent while peer B is stopped")
 	timeout := fs.Duration("timeout", 15*time.Second, "give up waiting for delivery after this long")
+	kernel := fs.Bool("kernel", false, "instead: two kernel endpoints through the relay, an OCAP URL redeemed and called across a restart of the exporter")
 	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if *kernel {
+		code, err := kernelDemo(stdout, *timeout)
+		if err != nil {
+			fmt.Fprintf(stderr, "ocapnet demo: %v\n", err)
+		}
 		return code
 	}
 	if *before < 1 || *during < 1 {

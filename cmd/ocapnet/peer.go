@@ -49,6 +49,7 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 	liveness := fs.Duration("liveness", 0, "liveness check interval (default 10s; a silent partition is noticed within about 3 intervals)")
 	backoffMax := fs.Duration("backoff-max", 0, "reconnection backoff cap (default 10s)")
 	ackTimeout := fs.Duration("ack-timeout", 0, "retransmission timeout without acknowledgement progress (default 10s)")
+	kernel := fs.Bool("kernel", false, "run a kernel endpoint: kernel messages go to it, and the export, resolve, redeem and call ops work (docs/DAEMON.md)")
 	cumulative := fs.Bool("cumulative-acks", false, "announce acknowledgements as one \"acked\" event per range (with its ids) instead of one per message")
 	eventMaxBytes := sizeFlag(daemon.DefaultEventMaxBytes)
 	fs.Var(&eventMaxBytes, "event-max-bytes", "retention: most bytes the API's event log keeps (-1: no limit)")
@@ -85,7 +86,7 @@ func runPeer(args []string, stdout, stderr io.Writer) int {
 				RelayRedialBase: min(*backoffMax, 5*time.Second), RelayRedialMax: *backoffMax},
 		},
 		API: *api, AllowRemote: *allowRemote, TLSCert: *tlsCert, TLSKey: *tlsKey, InsecureHTTP: *insecureHTTP, APIHosts: apiHosts,
-		AllowInsecureDir: *insecureDir, CumulativeAcks: *cumulative, EventMaxBytes: int64(eventMaxBytes), EventMaxAge: *eventMaxAge,
+		AllowInsecureDir: *insecureDir, CumulativeAcks: *cumulative, Kernel: *kernel, EventMaxBytes: int64(eventMaxBytes), EventMaxAge: *eventMaxAge,
 		PeerEventInterval: *peerEvery, SSEMaxLag: int64(sseMaxLag), SSEWriteTimeout: *sseWriteTimeout, ReadyWait: *readyWait,
 		Logger: log,
 	}

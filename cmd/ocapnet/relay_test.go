@@ -66,6 +66,21 @@ func TestDemoCommand(t *testing.T) {
 	}
 }
 
+// The kernel demo: a call made while the exporter is down is answered by
+// its next process, the old reference and the URL still work.
+func TestKernelDemoCommand(t *testing.T) {
+	out, err := exec.Command(ocapnetBinary(t), "demo", "--kernel").CombinedOutput()
+	if code := exitCode(err); code != 0 {
+		t.Fatalf("demo --kernel exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{`"Hello, caller! (exporter process 1)"`, `"Hello, patient caller! (exporter process 2)"`,
+		`"Hello, same reference! (exporter process 2)"`, "the same object: true"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("demo --kernel output lacks %s:\n%s", want, out)
+		}
+	}
+}
+
 func exitCode(err error) int {
 	if err == nil {
 		return 0
