@@ -68,8 +68,15 @@ type jsPeer struct {
 
 func startJS(t *testing.T, args ...string) *jsPeer {
 	t.Helper()
+	return startJSScript(t, "node/peer.mjs", args...)
+}
+
+// startJSScript runs a JavaScript driver (a path relative to interop/) that
+// speaks the same stdin/stdout lines as peer.mjs.
+func startJSScript(t *testing.T, script string, args ...string) *jsPeer {
+	t.Helper()
 	bin := nodeBinary(t)
-	cmd := exec.Command(bin, append([]string{"node/peer.mjs"}, args...)...)
+	cmd := exec.Command(bin, append([]string{script}, args...)...)
 	p := &jsPeer{t: t, cmd: cmd, events: make(chan map[string]any, 100000), done: make(chan struct{})}
 	cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr}
 	stdout, err := cmd.StdoutPipe()
@@ -195,6 +202,14 @@ func startGo(t *testing.T, listen []string, relays ...string) *goNode {
 // was used before).
 func startGoDir(t *testing.T, dir string, listen []string, relays ...string) *goNode {
 	t.Helper()
+	return startGoDirHooks(t, dir, "", nil, nil, listen, relays...)
+}
+
+// startGoDirHooks is startGoDir with a key seed (for a new data directory;
+// "": random) and hooks called for each message (its error refuses the
+// message) and each event, after they are recorded.
+func startGoDirHooks(t *testing.T, dir, keySeed string, onMsg func(node.Message) error, onEv func(node.Event), listen []string, relays ...string) *goNode {
+	t.Helper()
 	g := &goNode{logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, reg: prometheus.NewRegistry()}
 	level := slog.LevelInfo
 	if os.Getenv("INTEROP_DEBUG") != "" {
@@ -203,6 +218,7 @@ func startGoDir(t *testing.T, dir string, listen []string, relays ...string) *go
 	log := slog.New(slog.NewTextHandler(&lockedWriter{mu: g.logMu, w: g.logs}, &slog.HandlerOptions{Level: level}))
 	n, err := node.Start(context.Background(), node.Options{
 		Dir:        dir,
+		KeySeed:    keySeed,
 		AckTimeout: time.Second,
 		Logger:     log,
 		Transport: transport.Config{ListenAddrs: listen, Relays: relays, ReconnectBaseDelay: 50 * time.Millisecond,
@@ -216,6 +232,9 @@ func startGoDir(t *testing.T, dir string, listen []string, relays ...string) *go
 			g.mu.Lock()
 			g.msgs = append(g.msgs, m)
 			g.mu.Unlock()
+			if onMsg != nil {
+				return onMsg(m)
+			}
 			return nil
 		},
 		OnEvent: func(e node.Event) {
@@ -224,6 +243,9 @@ func startGoDir(t *testing.T, dir string, listen []string, relays ...string) *go
 			g.events = append(g.events, e)
 			if a, ok := e.(node.Acknowledged); ok {
 				g.acked = max(g.acked, a.To)
+			}
+			if onEv != nil {
+				onEv(e)
 			}
 		},
 	})
