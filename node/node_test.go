@@ -561,3 +561,66 @@ func TestRepeatedHintsCostNothing(t *testing.T) {
 		t.Errorf("stored hints %v, want the two given", got)
 	}
 }
+
+// Parked messages hold back later ones: after a Reconnect, a message sent
+// before the Resend is not written past the parked ones (the receiver would
+// take their numbers for a gap, accept it after GapTolerance receptions and
+// acknowledge past them, and the sender would report as acknowledged
+// messages that were never delivered: found by the chaos suite).
+func TestParkedHoldBackLaterMessages(t *testing.T) {
+	a := start(t, fastOptions(t.TempDir()))
+	bdir := t.TempDir()
+	b := start(t, fastOptions(bdir))
+	baddr, blisten, bid := b.addr(t), b.listen(t), b.PeerID()
+	ctx := context.Background()
+	if _, err := a.Send(ctx, bid, "m", param(1), baddr); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "first message acknowledged", func() bool { return len(eventsOf[Acknowledged](a.rec)) == 1 })
+	stop(t, b.Node)
+	for i := 2; i <= 3; i++ {
+		if _, err := a.Send(ctx, bid, "m", param(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Close(bid); err != nil {
+		t.Fatal(err)
+	}
+	opts := fastOptions(bdir)
+	opts.Transport.ListenAddrs = []string{blisten}
+	b2 := start(t, opts)
+	if err := a.Reconnect(bid); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the link back", func() bool {
+		st, ok, err := a.Peer(bid)
+		return err == nil && ok && st.State == transport.StateConnected
+	})
+	for i := 4; i <= 6; i++ {
+		if _, err := a.Send(ctx, bid, "m", param(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An absence window, not a wait for a condition: with the later
+	// messages written, b2 would accept the gap after GapTolerance (3)
+	// receptions, one per 300 ms ack timeout, and deliver them.
+	end := time.Now().Add(3 * time.Second)
+	for time.Now().Before(end) {
+		if n := countFrom(b2.rec.messages(), a.PeerID()); n > 0 || len(eventsOf[Gap](b2.rec)) > 0 {
+			t.Fatalf("before the Resend, b got %d messages and gaps %v", n, eventsOf[Gap](b2.rec))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st, _, err := a.Peer(bid); err != nil || st.Parked != 2 {
+		t.Fatalf("status before the Resend: %+v %v", st, err)
+	}
+	if k, err := a.Resend(bid); err != nil || k != 2 {
+		t.Fatalf("Resend: %d %v", k, err)
+	}
+	waitFor(t, 10*time.Second, "every message", func() bool { return countFrom(b2.rec.messages(), a.PeerID()) == 5 })
+	all := append(b.rec.messages(), b2.rec.messages()...)
+	checkInOrder(t, all, a.PeerID(), 6)
+	if g := eventsOf[Gap](b2.rec); len(g) > 0 {
+		t.Fatalf("gaps reported: %v", g)
+	}
+}

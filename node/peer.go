@@ -214,9 +214,16 @@ func (n *Node) lockPeer(id peer.ID, locks int) (*peerState, func()) {
 	}
 }
 
-// outstandingLocked: unacknowledged messages that are not parked.
+// heldLocked: p has parked messages, which hold back every later message
+// until Resend or Discard (docs/DELIVERY.md), so that a reconnection
+// cannot send later messages past them (the receiver would take the parked
+// numbers for a gap).
+func (p *peerState) heldLocked() bool { return p.parkedTo > p.acked }
+
+// outstandingLocked: unacknowledged messages that are in flight (neither
+// parked nor held back behind parked ones).
 func (p *peerState) outstandingLocked() bool {
-	return p.lastSeq > max(p.acked, p.parkedTo)
+	return !p.heldLocked() && p.lastSeq > max(p.acked, p.parkedTo)
 }
 
 // roomLocked wakes every Send waiting for room in p's window. Call it

@@ -55,7 +55,7 @@ func (n *Node) onChannel(id peer.ID, gen uint64) {
 
 // kickLocked starts p's pump if it has something to write.
 func (n *Node) kickLocked(p *peerState) {
-	if p.pumping || p.chGen == 0 {
+	if p.pumping || p.chGen == 0 || p.heldLocked() {
 		return
 	}
 	if p.next <= max(p.acked, p.parkedTo) {
@@ -102,7 +102,7 @@ func (n *Node) pump(p *peerState) {
 			run = append(run, m)
 			size += len(m.method) + len(m.params)
 		}
-		if n.stopped || first > p.lastSeq {
+		if n.stopped || first > p.lastSeq || p.heldLocked() {
 			p.pumping = false
 			n.mu.Unlock()
 			return
