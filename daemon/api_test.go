@@ -223,9 +223,10 @@ func TestAPIConcurrentSendsShareCommits(t *testing.T) {
 			t.Fatalf("a send answered %d", c)
 		}
 	}
-	// The wedge's own commit and the one for the 50 (and perhaps one for
-	// an event arriving meanwhile); not one per send.
-	if n := st.Stats().Commits - commits; n > 3 {
+	// The wedge's own commit and the one for the 50, plus the commits of
+	// the "sent" events the sends append afterwards (asynchronously, in a
+	// batch or two when the machine is busy); far from one per send.
+	if n := st.Stats().Commits - commits; n > 8 {
 		t.Errorf("50 concurrent sends took %d commits", n)
 	}
 }
