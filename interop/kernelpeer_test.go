@@ -17,6 +17,7 @@ import (
 	"github.com/ocapnet/ocapnet/node"
 	"github.com/ocapnet/ocapnet/ocapurl"
 	"github.com/ocapnet/ocapnet/smallcaps"
+	"github.com/ocapnet/ocapnet/transport"
 )
 
 // rawKernel plays the Go side of the kernel layer (kernel-protocol.md, kp)
@@ -473,6 +474,20 @@ func callSafely(f func([]any) (any, error), args []any) (v any, err error) {
 // rejected with the PEER_RESTARTED text and pending redemptions fail, and
 // Go forgets the results it owed the old incarnation.
 func (k *rawKernel) onEvent(e node.Event) {
+	if g, ok := e.(node.GaveUp); ok && g.Peer == k.peer && errors.Is(g.Reason, transport.ErrPeerRestarted) {
+		// Frames meant for the old incarnation name its tables: never
+		// resend them (kp §8.2). Discarded, they no longer hold back what
+		// Go sends the new incarnation. Not from the event callback itself.
+		k.mu.Lock()
+		n := k.g
+		k.wg.Add(1)
+		k.mu.Unlock()
+		go func() {
+			defer k.wg.Done()
+			n.Discard(g.Peer)
+		}()
+		return
+	}
 	r, ok := e.(node.PeerRestarted)
 	if !ok || r.Peer != k.peer {
 		return
