@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -102,8 +101,9 @@ func TestKernelOps(t *testing.T) {
 		evs, _ := b.Node().Store().Events(0, 1000)
 		for _, e := range evs {
 			var m map[string]any
-			// The log keeps a binary header before the event's JSON.
-			if i := bytes.IndexByte(e.Data, '{'); i >= 0 && json.Unmarshal(e.Data[i:], &m) == nil && m["event"] == "call" && m["object"] == "obj:svc" {
+			// The log keeps a binary header (a timestamp, whose bytes may be
+			// '{') before the event's JSON.
+			if json.Unmarshal(decodeStored(e, time.Time{}).Data, &m) == nil && m["event"] == "call" && m["object"] == "obj:svc" {
 				callID = m["call"].(string)
 				return true
 			}
@@ -182,7 +182,7 @@ func TestKernelObjectsSurviveRestart(t *testing.T) {
 		evs, _ := b.Node().Store().Events(0, 1000)
 		for _, e := range evs {
 			var m map[string]any
-			if i := bytes.IndexByte(e.Data, '{'); i >= 0 && json.Unmarshal(e.Data[i:], &m) == nil && m["event"] == "call" {
+			if json.Unmarshal(decodeStored(e, time.Time{}).Data, &m) == nil && m["event"] == "call" {
 				callID = m["call"].(string)
 				return true
 			}
