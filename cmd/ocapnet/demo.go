@@ -88,23 +88,13 @@ func demo(out io.Writer, before, during int, timeout time.Duration) (int, error)
 	began := time.Now()
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 
-	rseed, err := identity.RandomSeed()
+	relayAddr, tmp, cleanup, err := demoRelayAndDir("ocapnet-demo-")
 	if err != nil {
 		return 1, err
 	}
-	rl, err := relay.Start(relay.Options{KeySeed: rseed, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		return 1, err
-	}
-	defer rl.Stop()
-	relayAddr := rl.Addrs()[0]
+	defer cleanup()
 	say("relay    %s", relayAddr)
 
-	tmp, err := os.MkdirTemp("", "ocapnet-demo-")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(tmp)
 	timeouts := transport.Config{
 		ListenAddrs:        []string{"/ip4/127.0.0.1/tcp/0"},
 		ReconnectBaseDelay: 100 * time.Millisecond,
@@ -200,4 +190,23 @@ func demo(out io.Writer, before, during int, timeout time.Duration) (int, error)
 		return 1, fmt.Errorf("%d lost, %d duplicates", lost, dups)
 	}
 	return 0, nil
+}
+
+// demoRelayAndDir starts the demos' loopback relay and makes their
+// temporary directory; cleanup stops the relay and removes the directory.
+func demoRelayAndDir(prefix string) (relayAddr, dir string, cleanup func(), err error) {
+	rseed, err := identity.RandomSeed()
+	if err != nil {
+		return "", "", nil, err
+	}
+	rl, err := relay.Start(relay.Options{KeySeed: rseed, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		return "", "", nil, err
+	}
+	dir, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		rl.Stop()
+		return "", "", nil, err
+	}
+	return rl.Addrs()[0], dir, func() { os.RemoveAll(dir); rl.Stop() }, nil
 }

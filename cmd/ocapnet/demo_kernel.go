@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/ocapnet/ocapnet/endpoint"
-	"github.com/ocapnet/ocapnet/identity"
 	"github.com/ocapnet/ocapnet/node"
-	"github.com/ocapnet/ocapnet/relay"
 	"github.com/ocapnet/ocapnet/transport"
 )
 
@@ -25,22 +22,12 @@ func kernelDemo(out io.Writer, timeout time.Duration) (int, error) {
 	began := time.Now()
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 
-	rseed, err := identity.RandomSeed()
+	relayAddr, tmp, cleanup, err := demoRelayAndDir("ocapnet-kernel-demo-")
 	if err != nil {
 		return 1, err
 	}
-	rl, err := relay.Start(relay.Options{KeySeed: rseed, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		return 1, err
-	}
-	defer rl.Stop()
-	relayAddr := rl.Addrs()[0]
+	defer cleanup()
 	say("relay     %s", relayAddr)
-	tmp, err := os.MkdirTemp("", "ocapnet-kernel-demo-")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(tmp)
 	nodeOpts := func(dir string) node.Options {
 		return node.Options{Dir: dir, Transport: transport.Config{
 			ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Relays: []string{relayAddr},
