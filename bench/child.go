@@ -86,7 +86,9 @@ func heapInUse() float64 {
 }
 
 // childScale: a node in this process opens channels to the given peers;
-// once all are connected, it idles for Rounds liveness rounds, measuring
+// once all are connected, it lets one liveness round pass (the tail of
+// connecting: identify, the first round-trip measurements, collecting the
+// handshakes' garbage), then idles for Rounds liveness rounds, measuring
 // its CPU use, then its heap and RSS.
 func childScale(req childRequest) (childReport, error) {
 	ctx := context.Background()
@@ -122,6 +124,8 @@ func childScale(req childRequest) (childReport, error) {
 	}
 	waitUntil(5*time.Minute, 50*time.Millisecond, func() bool { return connected() >= len(req.Peers) })
 	rep.ConnectSeconds = time.Since(t0).Seconds()
+	time.Sleep(req.Liveness) // settling: not idle yet, not measured
+	runtime.GC()
 	if req.CPUProfile != "" {
 		f, err := os.Create(req.CPUProfile)
 		if err != nil {

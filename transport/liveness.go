@@ -101,7 +101,11 @@ func stopProbesLocked(ch *channel) {
 
 // probeDue runs on ch's liveness timer: it probes the connection, with at
 // most maxProbesInFlight probes at once (a probe over the bound is deferred
-// by probeRetry), unless ch is no longer the peer's channel.
+// by probeRetry), unless ch is no longer the peer's channel. A connection
+// that received bytes from the peer within the interval (frames, acks, the
+// peer's own pings) has shown it is alive: its probe is not sent, and the
+// next check is due one interval after what was heard, so evidence of life
+// is still at most an interval old when a probe is skipped.
 func (t *Transport) probeDue(ch *channel) {
 	t.mu.Lock()
 	if ch.p.ch != ch || !t.enterLocked() {
@@ -110,6 +114,13 @@ func (t *Transport) probeDue(ch *channel) {
 	}
 	t.mu.Unlock()
 	defer t.wg.Done()
+	if quiet, ok := heardSince(ch); ok {
+		if next := t.jitteredInterval() - quiet; next > t.probeRetry() {
+			t.metrics.probesHeard.Inc()
+			t.rescheduleProbe(ch, next)
+			return
+		}
+	}
 	select {
 	case t.probes <- struct{}{}:
 	default:
@@ -119,6 +130,17 @@ func (t *Transport) probeDue(ch *channel) {
 	}
 	defer func() { <-t.probes }()
 	t.probe(ch)
+}
+
+// heardSince is how long ago ch's connection last received bytes from the
+// peer, when its muxer keeps a read clock (the yamux connections of
+// p2phost's hosts).
+func heardSince(ch *channel) (time.Duration, bool) {
+	var rc *p2phost.ReadClock
+	if !ch.s.Conn().As(&rc) {
+		return 0, false
+	}
+	return rc.Since(), true
 }
 
 // rescheduleProbe arms ch's timer again if ch is still registered.

@@ -12,6 +12,7 @@ type metrics struct {
 	probesFailed      prometheus.Counter
 	probesLocal       prometheus.Counter
 	probesDeferred    prometheus.Counter
+	probesHeard       prometheus.Counter
 	evictions         prometheus.Counter
 	admissionRefused  prometheus.Counter
 	rateRefused       prometheus.Counter
@@ -36,6 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		probesFailed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_failures_total", Help: "Liveness probes without an answer (the connection was closed)."}),
 		probesLocal:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_local_refusals_total", Help: "Liveness probes refused by a local resource limit (not counted against the peer)."}),
 		probesDeferred:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_deferred_total", Help: "Liveness probes deferred to the next tick because the most probes were in flight."}),
+		probesHeard:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_liveness_heard_total", Help: "Liveness probes not sent because the connection had received bytes from the peer within the interval."}),
 		evictions:         prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_evictions_total", Help: "Channels closed to make room for a newcomer at the connection limit."}),
 		admissionRefused:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_admission_refusals_total", Help: "Channels refused at the connection limit (no channel could make room)."}),
 		rateRefused:       prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_rate_refusals_total", Help: "Inbound connections and handshakes refused by the per-address rates or the handshake bound."}),
@@ -48,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ocapnet_transport_handshake_failures_total", Help: "Failed or rejected handshakes."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probes, m.probesFailed, m.probesLocal, m.probesDeferred, m.evictions, m.admissionRefused, m.rateRefused, m.strayHandshakes, m.legacyRefreshes, m.closedRedials, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.bytesIn, m.bytesOut, m.writes, m.probes, m.probesFailed, m.probesLocal, m.probesDeferred, m.probesHeard, m.evictions, m.admissionRefused, m.rateRefused, m.strayHandshakes, m.legacyRefreshes, m.closedRedials, m.attempts, m.giveUps, m.oversize, m.handshakeFailures, m)
 	}
 	return m
 }

@@ -6,6 +6,11 @@
 // gater, an addresses factory, Prometheus metrics, and a resource manager
 // whose every limit is derived from the caller's numbers (Limits).
 //
+// Its yamux (muxer.go) measures round-trip times rarely and keeps a
+// ReadClock on each connection: when it last heard from the peer, which
+// lets the transport skip liveness probes of connections that carry
+// traffic.
+//
 // New also refuses to return a host that silently failed to listen: go-libp2p
 // starts when at least one listen address works, so New checks that every
 // configured address is bound by this process and otherwise fails with a
@@ -29,6 +34,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	yamuxmux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	bconnmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -96,6 +102,14 @@ type Options struct {
 
 	// Ping runs go-libp2p's ping service. Default off.
 	Ping bool
+
+	// YamuxRTTInterval is how often go-yamux pings each connection to
+	// measure its round-trip time, whatever the traffic (both ends do it).
+	// Default DefaultYamuxRTTInterval (10 min) instead of go-yamux's 30 s:
+	// nothing in ocapnet reads the measurement, the transport's liveness
+	// probe checks the connections, and at 2,000 idle connections the
+	// 30 s pings were a fifth of the idle CPU.
+	YamuxRTTInterval time.Duration
 
 	// ForceReachabilityPublic tells the host it is publicly reachable
 	// (servers such as the relay), instead of waiting for AutoNAT.
@@ -170,6 +184,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 15 * time.Second
 	}
+	if o.YamuxRTTInterval < 0 {
+		return o, bad("negative YamuxRTTInterval")
+	}
+	if o.YamuxRTTInterval == 0 {
+		o.YamuxRTTInterval = DefaultYamuxRTTInterval
+	}
 	cm := &o.ConnManager
 	if cm.High == 0 {
 		cm.High = max(1, o.Limits.Conns-o.Limits.Conns/16)
@@ -212,7 +232,7 @@ func New(o Options) (host.Host, error) {
 		libp2p.Identity(o.Identity),
 		libp2p.NoListenAddrs, // listen below, one address at a time
 		libp2p.DefaultSecurity,
-		libp2p.DefaultMuxers,
+		libp2p.Muxer(yamuxmux.ID, newYamuxMuxer(o.YamuxRTTInterval)),
 		libp2p.Ping(o.Ping),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
